@@ -1,0 +1,436 @@
+//! `shoplake.toml`: strict (an unknown key is an error), layered, and
+//! overridable from the environment.
+//!
+//! Layers, later wins: built-in defaults → the profile's built-in preset
+//! (`dev`, `staging`, `prod`) → the file's top level → the file's
+//! `[profiles.<profile>]` table → `SHOPLAKE_*` environment variables → command
+//! line flags. An environment variable names a key by its path with `__`
+//! between levels: `SHOPLAKE_QUERY__TIMEOUT_SECS=10` sets `query.timeout_secs`.
+//! `SHOPLAKE_LOG_FORMAT` and `SHOPLAKE_LOG_LEVEL` are accepted as shorthands.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The deployment profile, as the seeds' dev/staging/prod environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A laptop: readable logs, lenient import.
+    #[default]
+    Dev,
+    /// Like prod, with more room for error.
+    Staging,
+    /// JSON logs, strict import, tighter query limits.
+    Prod,
+}
+
+impl Profile {
+    /// The profile's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Staging => "staging",
+            Profile::Prod => "prod",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Profile> {
+        match s {
+            "dev" => Ok(Profile::Dev),
+            "staging" => Ok(Profile::Staging),
+            "prod" => Ok(Profile::Prod),
+            other => Err(Error::Config(format!(
+                "unknown profile {other:?}: expected dev, staging or prod"
+            ))),
+        }
+    }
+
+    /// The built-in settings of the profile, as TOML.
+    fn preset(self) -> &'static str {
+        match self {
+            Profile::Dev => "",
+            Profile::Staging => "[log]\nformat = \"json\"\n[import]\nmax_bad_row_ratio = 0.2\n",
+            Profile::Prod => {
+                "[log]\nformat = \"json\"\n[import]\nmax_bad_row_ratio = 0.05\n[query]\ntimeout_secs = 30\n"
+            }
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// dev, staging or prod.
+    pub profile: Profile,
+    /// Data directory (the `--data` flag and `SHOPLAKE_DATA` win over this).
+    pub data_dir: Option<PathBuf>,
+    /// ISO 4217 currency of amounts in batch files.
+    pub currency: String,
+    /// Logging.
+    pub log: LogConfig,
+    /// The lake.
+    pub lake: LakeConfig,
+    /// The file validator.
+    pub import: ImportConfig,
+    /// The pipeline.
+    pub pipeline: PipelineConfig,
+    /// SQL and reports.
+    pub query: QueryConfig,
+    /// Per-profile overrides (`[profiles.prod.query]` ...), merged at load.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, toml::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            profile: Profile::Dev,
+            data_dir: None,
+            currency: "USD".into(),
+            log: LogConfig::default(),
+            lake: LakeConfig::default(),
+            import: ImportConfig::default(),
+            pipeline: PipelineConfig::default(),
+            query: QueryConfig::default(),
+            profiles: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `shoplake_lake=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Parquet compression codec of lake files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Fast to write and read, good ratio (default).
+    #[default]
+    Zstd,
+    /// The fastest.
+    Snappy,
+    /// Fast, portable.
+    Lz4,
+    /// None.
+    None,
+}
+
+/// `[lake]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Lake root; default `<data>/lake`.
+    pub root: Option<String>,
+    /// Parquet codec.
+    pub compression: Compression,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// Compact a day-grain curated table when it has more files than this.
+    pub compact_after_files: usize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            root: None,
+            compression: Compression::Zstd,
+            row_group_rows: 1 << 20,
+            compact_after_files: 16,
+        }
+    }
+}
+
+/// `[import]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// Largest file accepted, in MiB (after decompression).
+    pub max_file_size_mb: u64,
+    /// Refuse a whole file when more than this share of its rows is bad (it
+    /// is then probably not the claimed source).
+    pub max_bad_row_ratio: f64,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            max_file_size_mb: 4096,
+            max_bad_row_ratio: 0.5,
+        }
+    }
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Inactivity that ends a session for events without a session id.
+    pub session_timeout_minutes: u32,
+    /// Worker threads for parsing and writing (0: one per core).
+    pub threads: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            session_timeout_minutes: 30,
+            threads: 0,
+        }
+    }
+}
+
+/// `[query]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// A query running longer is cancelled.
+    pub timeout_secs: u64,
+    /// Memory a query may use for sorts, joins and aggregates, in MiB (0: no limit).
+    pub memory_limit_mb: usize,
+    /// Extra report `.sql` files (beside the built-in ones); a file with a
+    /// built-in's name replaces it.
+    pub reports_dir: Option<PathBuf>,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout_secs: 300,
+            memory_limit_mb: 0,
+            reports_dir: None,
+        }
+    }
+}
+
+/// Environment variables the command line reads itself (not config keys).
+pub const CLI_ENV: &[&str] = &["SHOPLAKE_DATA", "SHOPLAKE_CONFIG", "SHOPLAKE_PROFILE"];
+
+impl Config {
+    /// Loads the configuration from the file's text (empty for none), the
+    /// profile chosen on the command line (if any) and environment variables.
+    pub fn load(
+        file_text: &str,
+        profile_flag: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let file: toml::Table =
+            toml::from_str(file_text).map_err(|e| Error::Config(format!("shoplake.toml: {e}")))?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("SHOPLAKE_"))
+            .collect();
+        let env_profile = env
+            .iter()
+            .find(|(k, _)| k == "SHOPLAKE_PROFILE")
+            .map(|(_, v)| v.as_str());
+        let file_profile = file.get("profile").and_then(|v| v.as_str());
+        let profile = Profile::parse(
+            profile_flag
+                .or(env_profile)
+                .or(file_profile)
+                .unwrap_or("dev"),
+        )?;
+
+        let mut merged: toml::Table = toml::from_str(profile.preset()).expect("valid preset");
+        let mut base = file.clone();
+        let overrides = base.remove("profiles");
+        merge(&mut merged, base);
+        if let Some(toml::Value::Table(profiles)) = &overrides {
+            for name in profiles.keys() {
+                Profile::parse(name)
+                    .map_err(|e| Error::Config(format!("[profiles.{name}]: {e}")))?;
+            }
+            if let Some(toml::Value::Table(p)) = profiles.get(profile.name()) {
+                merge(&mut merged, p.clone());
+            }
+        }
+        for (k, v) in &env {
+            if CLI_ENV.contains(&k.as_str()) || k == "SHOPLAKE_WRITE_KEYS" {
+                continue;
+            }
+            let path = env_key_path(k);
+            set_path(&mut merged, &path, parse_env_value(v))
+                .map_err(|e| Error::Config(format!("{k}: {e}")))?;
+        }
+        merged.insert("profile".into(), toml::Value::String(profile.name().into()));
+        let mut cfg: Config = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config(env_or_file_message(e)))?;
+        cfg.profiles.clear();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<()> {
+        let c = &self.currency;
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::Config(format!(
+                "currency: {c:?} is not an ISO 4217 code such as USD or EUR"
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.import.max_bad_row_ratio) {
+            return Err(Error::Config(
+                "import.max_bad_row_ratio: must be between 0 and 1".into(),
+            ));
+        }
+        if self.import.max_file_size_mb == 0 {
+            return Err(Error::Config("import.max_file_size_mb: must be > 0".into()));
+        }
+        if self.pipeline.session_timeout_minutes == 0 {
+            return Err(Error::Config(
+                "pipeline.session_timeout_minutes: must be > 0".into(),
+            ));
+        }
+        if self.lake.row_group_rows < 1024 {
+            return Err(Error::Config("lake.row_group_rows: must be ≥ 1024".into()));
+        }
+        if self.query.timeout_secs == 0 {
+            return Err(Error::Config("query.timeout_secs: must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (`shoplake config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+fn env_or_file_message(e: toml::de::Error) -> String {
+    e.message().trim().to_string()
+}
+
+fn env_key_path(k: &str) -> Vec<String> {
+    let rest = k["SHOPLAKE_".len()..].to_ascii_lowercase();
+    match rest.as_str() {
+        "log_format" => vec!["log".into(), "format".into()],
+        "log_level" => vec!["log".into(), "level".into()],
+        _ => rest.split("__").map(str::to_string).collect(),
+    }
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()))
+}
+
+fn set_path(
+    t: &mut toml::Table,
+    path: &[String],
+    v: toml::Value,
+) -> std::result::Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut cur = t;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is not a table"))?;
+    }
+    cur.insert(last.clone(), v);
+    Ok(())
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_from_nothing() {
+        let c = Config::load("", None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::load("[query]\ntimeout = 3\n", None, env(&[])).unwrap_err();
+        assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
+        let e = Config::load("", None, env(&[("SHOPLAKE_QUERY__NOPE", "1")])).unwrap_err();
+        assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file = "profile = \"prod\"\n[query]\ntimeout_secs = 7\n[profiles.prod.query]\nmemory_limit_mb = 512\n[profiles.dev.query]\nmemory_limit_mb = 1\n";
+        let c = Config::load(file, None, env(&[])).unwrap();
+        assert_eq!(c.profile, Profile::Prod);
+        assert_eq!(c.log.format, LogFormat::Json, "prod preset");
+        assert_eq!(c.query.timeout_secs, 7, "file beats preset");
+        assert_eq!(c.query.memory_limit_mb, 512, "profile table");
+        let c = Config::load(
+            file,
+            Some("dev"),
+            env(&[
+                ("SHOPLAKE_QUERY__TIMEOUT_SECS", "9"),
+                ("SHOPLAKE_LOG_FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.profile, Profile::Dev);
+        assert_eq!(c.query.memory_limit_mb, 1);
+        assert_eq!(c.query.timeout_secs, 9, "env beats file");
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn values_are_validated() {
+        assert!(Config::load("currency = \"usd\"", None, env(&[])).is_err());
+        assert!(Config::load("", Some("qa"), env(&[])).is_err());
+        assert!(Config::load("[import]\nmax_bad_row_ratio = 2.0", None, env(&[])).is_err());
+    }
+}

@@ -1,0 +1,835 @@
+//! Raw landing files → typed processed rows, one date partition at a time.
+//!
+//! Every row goes through the same rules as `shoplake import`
+//! ([`shoplake_core::sources`]); a rejected row becomes a quarantine row with
+//! its file, line and reason. A row whose own date is not its folder's date is
+//! rejected too (`shoplake import` routes rows by date; a hand-copied file may
+//! not), so each processed partition is rebuilt from exactly one raw folder.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, BooleanBuilder, Date32Builder, Decimal128Builder, Int32Builder,
+    RecordBatch, StringBuilder,
+};
+use arrow::compute::filter_record_batch;
+use shoplake_core::Rejection;
+use shoplake_core::event::{
+    Event, EventBatchBuilder, canonical_device, canonical_event_type, product_from_path,
+    query_param, split_url,
+};
+use shoplake_core::schema;
+use shoplake_core::sources::{self, Format, Record, Source, push_json_str};
+use shoplake_core::time::{self, MICROS_PER_DAY};
+use shoplake_lake::catalog::RawFile;
+use shoplake_lake::files;
+use shoplake_lake::quarantine::{QuarantineBuilder, Stage};
+
+use crate::error::{JobError, Result};
+
+/// What the ETL needs to know besides the files.
+#[derive(Debug, Clone)]
+pub struct EtlContext {
+    /// Lake root (source_file columns are relative to it).
+    pub lake_root: std::path::PathBuf,
+    /// Currency of batch amounts.
+    pub currency: String,
+    /// The run's start, µs (quarantine time).
+    pub now_micros: i64,
+    /// Largest decompressed file.
+    pub max_file_bytes: u64,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Rows produced for one source and a set of dates.
+#[derive(Debug, Default)]
+pub struct EtlOutput {
+    /// Typed rows for the processed table.
+    pub batches: Vec<RecordBatch>,
+    /// Rejected rows for the quarantine table.
+    pub quarantine: Vec<RecordBatch>,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows kept (after rejection and deduplication).
+    pub rows_out: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Duplicate rows dropped (same id in the partition; the later wins).
+    pub duplicates: u64,
+    /// Files read.
+    pub files: u64,
+}
+
+impl EtlOutput {
+    fn absorb(&mut self, other: EtlOutput) {
+        self.batches.extend(other.batches);
+        self.quarantine.extend(other.quarantine);
+        self.rows_in += other.rows_in;
+        self.rows_out += other.rows_out;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.files += other.files;
+    }
+}
+
+/// A raw file read into memory and checked as a whole.
+struct LoadedFile {
+    rel: String,
+    hash: String,
+    text: String,
+    format: Format,
+    modified_micros: i64,
+}
+
+fn rel_path(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+/// Reads and checks one file; a file refused whole becomes one quarantine row.
+fn load(
+    ctx: &EtlContext,
+    f: &RawFile,
+    date: i32,
+    q: &mut Vec<RecordBatch>,
+) -> Result<Option<LoadedFile>> {
+    let rel = rel_path(&ctx.lake_root, &f.path);
+    let bytes = std::fs::read(&f.path).map_err(|e| JobError::Io(f.path.clone(), e))?;
+    let refuse = |why: String, hash: String, q: &mut Vec<RecordBatch>| {
+        let mut b = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &rel, hash);
+        b.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
+        q.push(b.finish());
+    };
+    let bytes = match files::decompress(bytes, ctx.max_file_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            refuse(e, String::new(), q);
+            return Ok(None);
+        }
+    };
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let format = match files::check_text(&f.path, &bytes) {
+        Ok(fm) => fm,
+        Err(e) => {
+            refuse(e, hash, q);
+            return Ok(None);
+        }
+    };
+    let text = String::from_utf8(bytes).expect("checked UTF-8");
+    Ok(Some(LoadedFile {
+        rel,
+        hash,
+        text,
+        format,
+        modified_micros: f.modified_ms * 1000,
+    }))
+}
+
+fn outside(date: i32, row_date: i32, col: &'static str) -> Rejection {
+    Rejection::column(
+        col,
+        format!(
+            "the row's date {} is outside its folder date={} (`shoplake import` routes rows to their date)",
+            time::format_date(row_date),
+            time::format_date(date)
+        ),
+    )
+}
+
+/// Runs `work` over `items` on up to `threads` threads, keeping input order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 || threads <= 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= items.len() {
+                        break;
+                    }
+                    let r = work(&items[i]);
+                    results.lock().expect("no panics while locked")[i] = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|r| r.expect("every item done"))
+        .collect()
+}
+
+/// Keeps the last row of each id; returns the batch and how many were dropped.
+fn dedup_last(batch: RecordBatch, ids: &[String]) -> Result<(RecordBatch, u64)> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        last.insert(id.as_str(), i);
+    }
+    let dropped = (ids.len() - last.len()) as u64;
+    if dropped == 0 {
+        return Ok((batch, 0));
+    }
+    let mask: BooleanArray = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Some(last[id.as_str()] == i))
+        .collect();
+    Ok((filter_record_batch(&batch, &mask)?, dropped))
+}
+
+// ---------------------------------------------------------------------------
+// transactions
+
+/// processed.transactions rows for the given partitions.
+pub fn transactions(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+    let outs = par_map(parts, ctx.threads, |(date, files)| {
+        transactions_date(ctx, *date, files)
+    });
+    let mut all = EtlOutput::default();
+    for o in outs {
+        all.absorb(o?);
+    }
+    Ok(all)
+}
+
+fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOutput> {
+    let mut out = EtlOutput::default();
+    let mut ids: Vec<String> = Vec::new();
+    let mut b_tid = StringBuilder::new();
+    let mut b_cust = StringBuilder::new();
+    let mut b_prod = StringBuilder::new();
+    let mut b_qty = Int32Builder::new();
+    let mut b_price = Decimal128Builder::new().with_data_type(schema::money_type());
+    let mut b_total = Decimal128Builder::new().with_data_type(schema::money_type());
+    let mut b_tdate = Date32Builder::new();
+    let mut b_status = StringBuilder::new();
+    let mut b_file = StringBuilder::new();
+    for f in files {
+        let Some(file) = load(ctx, f, date, &mut out.quarantine)? else {
+            out.rejected += 1;
+            continue;
+        };
+        out.files += 1;
+        let mut q = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &file.rel, &file.hash);
+        let shape = files::for_each_row(
+            Source::Transactions,
+            file.format,
+            &file.text,
+            1,
+            |row, rec| {
+                out.rows_in += 1;
+                let t = rec.and_then(|r| sources::parse_transaction(&r).map(|t| (t, ())));
+                let t = match t {
+                    Ok((t, ())) if t.transaction_date != date => {
+                        Err(outside(date, t.transaction_date, "transaction_date"))
+                    }
+                    other => other.map(|(t, ())| t),
+                };
+                match t {
+                    Ok(t) => {
+                        ids.push(t.transaction_id.to_string());
+                        b_tid.append_value(&t.transaction_id);
+                        b_cust.append_value(&t.customer_id);
+                        b_prod.append_value(&t.product_id);
+                        b_qty.append_value(t.quantity);
+                        b_price.append_value(t.price);
+                        b_total.append_value(t.total_amount);
+                        b_tdate.append_value(t.transaction_date);
+                        b_status.append_value(t.status.name());
+                        b_file.append_value(&file.rel);
+                    }
+                    Err(why) => q.push(row.line, &why, row.raw, date),
+                }
+            },
+        );
+        if let Err(why) = shape {
+            q.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
+        }
+        out.rejected += q.len() as u64;
+        out.quarantine.push(q.finish());
+    }
+    let n = ids.len();
+    if n == 0 {
+        return Ok(out);
+    }
+    let mut order_id = StringBuilder::new();
+    let mut currency = StringBuilder::new();
+    let mut src = StringBuilder::new();
+    let mut part = Date32Builder::new();
+    for _ in 0..n {
+        order_id.append_null();
+        currency.append_value(&ctx.currency);
+        src.append_value("file");
+        part.append_value(date);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(b_tid.finish()),
+        Arc::new(order_id.finish()),
+        Arc::new(b_cust.finish()),
+        Arc::new(b_prod.finish()),
+        Arc::new(b_qty.finish()),
+        Arc::new(b_price.finish()),
+        Arc::new(b_total.finish()),
+        Arc::new(currency.finish()),
+        Arc::new(b_tdate.finish()),
+        Arc::new(b_status.finish()),
+        Arc::new(src.finish()),
+        Arc::new(b_file.finish()),
+        Arc::new(part.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema::TRANSACTIONS.schema(), cols)?;
+    let (batch, dups) = dedup_last(batch, &ids)?;
+    out.duplicates += dups;
+    out.rows_out += batch.num_rows() as u64;
+    out.batches.push(batch);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// reviews
+
+/// processed.reviews rows for the given partitions.
+pub fn reviews(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+    let outs = par_map(parts, ctx.threads, |(date, files)| {
+        reviews_date(ctx, *date, files)
+    });
+    let mut all = EtlOutput::default();
+    for o in outs {
+        all.absorb(o?);
+    }
+    Ok(all)
+}
+
+fn sentiment(rating: i32) -> &'static str {
+    match rating {
+        4..=5 => "positive",
+        3 => "neutral",
+        _ => "negative",
+    }
+}
+
+fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOutput> {
+    let mut out = EtlOutput::default();
+    let mut ids: Vec<String> = Vec::new();
+    let mut b_id = StringBuilder::new();
+    let mut b_prod = StringBuilder::new();
+    let mut b_cust = StringBuilder::new();
+    let mut b_rating = Int32Builder::new();
+    let mut b_text = StringBuilder::new();
+    let mut b_date = Date32Builder::new();
+    let mut b_len = Int32Builder::new();
+    let mut b_sent = StringBuilder::new();
+    let mut b_file = StringBuilder::new();
+    for f in files {
+        let Some(file) = load(ctx, f, date, &mut out.quarantine)? else {
+            out.rejected += 1;
+            continue;
+        };
+        out.files += 1;
+        let mut q = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &file.rel, &file.hash);
+        let shape = files::for_each_row(Source::Reviews, file.format, &file.text, 1, |row, rec| {
+            out.rows_in += 1;
+            let r = rec.and_then(|r| sources::parse_review(&r)).and_then(|r| {
+                if r.review_date == date {
+                    Ok(r)
+                } else {
+                    Err(outside(date, r.review_date, "review_date"))
+                }
+            });
+            match r {
+                Ok(r) => {
+                    ids.push(r.review_id.to_string());
+                    b_id.append_value(&r.review_id);
+                    b_prod.append_value(&r.product_id);
+                    b_cust.append_value(&r.customer_id);
+                    b_rating.append_value(r.rating);
+                    b_text.append_option(r.review_text.as_deref());
+                    b_date.append_value(r.review_date);
+                    b_len.append_value(
+                        r.review_text
+                            .as_deref()
+                            .map_or(0, |t| t.chars().count() as i32),
+                    );
+                    b_sent.append_value(sentiment(r.rating));
+                    b_file.append_value(&file.rel);
+                }
+                Err(why) => q.push(row.line, &why, row.raw, date),
+            }
+        });
+        if let Err(why) = shape {
+            q.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
+        }
+        out.rejected += q.len() as u64;
+        out.quarantine.push(q.finish());
+    }
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut part = Date32Builder::new();
+    part.append_value_n(date, ids.len());
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(b_id.finish()),
+        Arc::new(b_prod.finish()),
+        Arc::new(b_cust.finish()),
+        Arc::new(b_rating.finish()),
+        Arc::new(b_text.finish()),
+        Arc::new(b_date.finish()),
+        Arc::new(b_len.finish()),
+        Arc::new(b_sent.finish()),
+        Arc::new(b_file.finish()),
+        Arc::new(part.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema::REVIEWS.schema(), cols)?;
+    let (batch, dups) = dedup_last(batch, &ids)?;
+    out.duplicates += dups;
+    out.rows_out += batch.num_rows() as u64;
+    out.batches.push(batch);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// products
+
+/// processed.products from every product file: the newest version of each
+/// product wins (files in partition-date then name order, rows in file order).
+pub fn products(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+    struct P {
+        name: String,
+        category: String,
+        brand: Option<String>,
+        price: i128,
+        stock: i32,
+        updated: i32,
+        file: Arc<str>,
+    }
+    let mut out = EtlOutput::default();
+    let mut latest: HashMap<String, P> = HashMap::new();
+    let mut seen_hashes = HashSet::new();
+    for (date, files) in parts {
+        for f in files {
+            let Some(file) = load(ctx, f, *date, &mut out.quarantine)? else {
+                out.rejected += 1;
+                continue;
+            };
+            out.files += 1;
+            if !seen_hashes.insert(file.hash.clone()) {
+                continue; // the same content twice: nothing new
+            }
+            let rel: Arc<str> = Arc::from(file.rel.as_str());
+            let mut q =
+                QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &file.rel, &file.hash);
+            let shape =
+                files::for_each_row(Source::Products, file.format, &file.text, 1, |row, rec| {
+                    out.rows_in += 1;
+                    match rec.and_then(|r| sources::parse_product(&r)) {
+                        Ok(p) => {
+                            let prev = latest.insert(
+                                p.product_id.to_string(),
+                                P {
+                                    name: p.name.into_owned(),
+                                    category: p.category.into_owned(),
+                                    brand: p.brand.map(|b| b.into_owned()),
+                                    price: p.price,
+                                    stock: p.stock,
+                                    updated: *date,
+                                    file: rel.clone(),
+                                },
+                            );
+                            if prev.is_some() {
+                                out.duplicates += 1;
+                            }
+                        }
+                        Err(why) => q.push(row.line, &why, row.raw, *date),
+                    }
+                });
+            if let Err(why) = shape {
+                q.push(
+                    0,
+                    &Rejection::row(format!("file refused: {why}")),
+                    "",
+                    *date,
+                );
+            }
+            out.rejected += q.len() as u64;
+            out.quarantine.push(q.finish());
+        }
+    }
+    // price bands relative to the category's median price
+    let mut by_cat: HashMap<&str, Vec<i128>> = HashMap::new();
+    for p in latest.values() {
+        by_cat.entry(p.category.as_str()).or_default().push(p.price);
+    }
+    let medians: HashMap<&str, i128> = by_cat
+        .into_iter()
+        .map(|(c, mut v)| {
+            v.sort_unstable();
+            (c, v[v.len() / 2])
+        })
+        .collect();
+    let mut ids: Vec<&String> = latest.keys().collect();
+    ids.sort();
+    let n = ids.len();
+    let mut b = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Decimal128Builder::with_capacity(n).with_data_type(schema::money_type()),
+        Int32Builder::new(),
+        BooleanBuilder::new(),
+        StringBuilder::new(),
+        Date32Builder::new(),
+        StringBuilder::new(),
+    );
+    for id in ids {
+        let p = &latest[id];
+        let median = medians[p.category.as_str()];
+        let band = if p.price * 3 < median * 2 {
+            "budget"
+        } else if p.price * 2 > median * 3 {
+            "premium"
+        } else {
+            "mid"
+        };
+        b.0.append_value(id);
+        b.1.append_value(&p.name);
+        b.2.append_value(&p.category);
+        b.3.append_option(p.brand.as_deref());
+        b.4.append_value(p.price);
+        b.5.append_value(p.stock);
+        b.6.append_value(p.stock > 0);
+        b.7.append_value(band);
+        b.8.append_value(p.updated);
+        b.9.append_value(&*p.file);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(b.0.finish()),
+        Arc::new(b.1.finish()),
+        Arc::new(b.2.finish()),
+        Arc::new(b.3.finish()),
+        Arc::new(b.4.finish()),
+        Arc::new(b.5.finish()),
+        Arc::new(b.6.finish()),
+        Arc::new(b.7.finish()),
+        Arc::new(b.8.finish()),
+        Arc::new(b.9.finish()),
+    ];
+    out.rows_out = n as u64;
+    out.batches
+        .push(RecordBatch::try_new(schema::PRODUCTS.schema(), cols)?);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// clickstream → processed.events
+
+/// One unit of clickstream work: a chunk of a file.
+struct ClickUnit<'a> {
+    date: i32,
+    file: &'a LoadedFile,
+    first_line: u64,
+    text: &'a str,
+}
+
+/// processed.events rows for the given clickstream partitions.
+pub fn clickstream(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+    let mut out = EtlOutput::default();
+    // Load every file (parallel), skipping same-content copies in a partition.
+    let flat: Vec<(i32, &RawFile)> = parts
+        .iter()
+        .flat_map(|(d, fs)| fs.iter().map(move |f| (*d, f)))
+        .collect();
+    let loaded = par_map(&flat, ctx.threads, |(date, f)| {
+        let mut q = Vec::new();
+        let l = load(ctx, f, *date, &mut q);
+        (l, q)
+    });
+    let mut files: Vec<(i32, LoadedFile)> = Vec::new();
+    let mut seen: HashSet<(i32, String)> = HashSet::new();
+    for ((date, _), (l, q)) in flat.iter().zip(loaded) {
+        out.quarantine.extend(q);
+        match l? {
+            Some(file) => {
+                out.files += 1;
+                if seen.insert((*date, file.hash.clone())) {
+                    files.push((*date, file));
+                }
+            }
+            None => out.rejected += 1,
+        }
+    }
+    // Split big JSON-lines files into chunks so both cores parse.
+    let target_chunks = ctx.threads.max(1) * 4;
+    let total: usize = files.iter().map(|(_, f)| f.text.len()).sum();
+    let chunk_bytes = (total / target_chunks).max(1 << 20);
+    let mut units = Vec::new();
+    for (date, file) in &files {
+        let array = file.text.trim_start().starts_with('[');
+        if file.format == Format::Json && !array && file.text.len() > chunk_bytes {
+            let n = file.text.len().div_ceil(chunk_bytes);
+            for (first_line, text) in files::split_lines(&file.text, n) {
+                units.push(ClickUnit {
+                    date: *date,
+                    file,
+                    first_line,
+                    text,
+                });
+            }
+        } else {
+            units.push(ClickUnit {
+                date: *date,
+                file,
+                first_line: 1,
+                text: &file.text,
+            });
+        }
+    }
+    let results = par_map(&units, ctx.threads, |u| click_unit(ctx, u));
+    for r in results {
+        out.absorb(r?);
+    }
+    Ok(out)
+}
+
+fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
+    let mut out = EtlOutput::default();
+    let mut b = EventBatchBuilder::new(u.text.len() / 120 + 16);
+    let mut q = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &u.file.rel, &u.file.hash);
+    let id_prefix = format!("cs-{}-", &u.file.hash[..16]);
+    let mut id = String::with_capacity(id_prefix.len() + 12);
+    let mut props = String::new();
+    let shape = files::for_each_row(
+        Source::Clickstream,
+        u.file.format,
+        u.text,
+        u.first_line,
+        |row, rec| {
+            out.rows_in += 1;
+            let mapped = rec.and_then(|r| {
+                let c = sources::parse_click(&r)?;
+                let d = c.timestamp.div_euclid(MICROS_PER_DAY) as i32;
+                if d != u.date {
+                    return Err(outside(u.date, d, "timestamp"));
+                }
+                Ok((c, r))
+            });
+            match mapped {
+                Ok((c, r)) => {
+                    id.clear();
+                    id.push_str(&id_prefix);
+                    id.push_str(itoa_u64(row.line).as_str());
+                    let e = click_event(&c, &r, &id, u.file.modified_micros, &mut props);
+                    b.push(&e);
+                }
+                Err(why) => q.push(row.line, &why, row.raw, u.date),
+            }
+        },
+    );
+    if let Err(why) = shape {
+        q.push(
+            0,
+            &Rejection::row(format!("file refused: {why}")),
+            "",
+            u.date,
+        );
+    }
+    out.rejected += q.len() as u64;
+    if !q.is_empty() {
+        out.quarantine.push(q.finish());
+    }
+    out.rows_out += b.len() as u64;
+    if !b.is_empty() {
+        out.batches.push(b.finish()?);
+    }
+    Ok(out)
+}
+
+fn itoa_u64(n: u64) -> String {
+    n.to_string()
+}
+
+/// Maps one clickstream row to the canonical event.
+fn click_event<'a>(
+    c: &'a sources::ClickRow<'a>,
+    r: &'a Record<'a>,
+    event_id: &'a str,
+    received_at: i64,
+    props: &mut String,
+) -> Event<'a> {
+    let page = c.page.as_deref();
+    let (path, query) = page.map(split_url).unwrap_or(("/", None));
+    let q = |k: &str| query.and_then(|q| query_param(q, k));
+    let event_type = canonical_event_type(&c.event_type);
+    let product_id = product_from_path(path)
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| q("product_id"));
+    let search_query = if path.starts_with("/search") || event_type == "search" {
+        q("q").or_else(|| q("query"))
+    } else {
+        None
+    };
+    let properties = if r.extra.is_empty() {
+        None
+    } else {
+        props.clear();
+        props.push('{');
+        for (i, (k, v)) in r.extra.iter().enumerate() {
+            if i > 0 {
+                props.push(',');
+            }
+            push_json_str(props, k);
+            props.push(':');
+            v.write_json(props);
+        }
+        props.push('}');
+        Some(props.clone())
+    };
+    let device_type = canonical_device(c.device.as_deref());
+    Event {
+        event_id: event_id.into(),
+        event_type,
+        event_name: c.event_type.as_ref().into(),
+        event_ts: c.timestamp,
+        received_at,
+        anonymous_id: Some(
+            c.customer_id
+                .clone()
+                .unwrap_or_else(|| c.session_id.clone()),
+        ),
+        user_id: c.customer_id.clone(),
+        session_id: Some(c.session_id.clone()),
+        page_url: page.map(Into::into),
+        page_path: page.map(|_| path.into()),
+        referrer: None,
+        utm_source: q("utm_source"),
+        utm_medium: q("utm_medium"),
+        utm_campaign: q("utm_campaign"),
+        search_query,
+        device_type,
+        is_bot: device_type == "bot",
+        product_id,
+        properties,
+        source: "clickstream".into(),
+        protocol: "file",
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(root: &Path) -> EtlContext {
+        EtlContext {
+            lake_root: root.to_path_buf(),
+            currency: "USD".into(),
+            now_micros: 0,
+            max_file_bytes: 1 << 30,
+            threads: 2,
+        }
+    }
+
+    fn raw(dir: &Path, date: &str, name: &str, text: &str) -> RawFile {
+        let d = dir.join(format!("date={date}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        RawFile {
+            partition: date.into(),
+            path: p,
+            size: text.len() as u64,
+            modified_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn transactions_are_typed_deduplicated_and_quarantined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = time::parse_date("2025-01-15").unwrap();
+        let f = raw(
+            tmp.path(),
+            "2025-01-15",
+            "t.csv",
+            "transaction_id,customer_id,product_id,quantity,price,total_amount,transaction_date,status\n\
+             T1,C1,P1,2,5.00,10.00,2025-01-15,completed\n\
+             T2,C1,P2,1,abc,1.00,2025-01-15,completed\n\
+             T1,C1,P1,3,5.00,15.00,2025-01-15,returned\n\
+             T3,C2,P1,1,5.00,5.00,2025-01-16,completed\n",
+        );
+        let out = transactions(&ctx(tmp.path()), &[(d, vec![f])]).unwrap();
+        assert_eq!(
+            (out.rows_in, out.rows_out, out.rejected, out.duplicates),
+            (4, 1, 2, 1)
+        );
+        let b = &out.batches[0];
+        let qty = b
+            .column_by_name("quantity")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int32Array>()
+            .unwrap();
+        assert_eq!(qty.value(0), 3, "the later T1 wins");
+        let q =
+            arrow::compute::concat_batches(&out.quarantine[0].schema(), &out.quarantine).unwrap();
+        let reasons = q
+            .column_by_name("reason")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(reasons.value(0), "not a decimal number: \"abc\"");
+        assert!(
+            reasons
+                .value(1)
+                .contains("outside its folder date=2025-01-15")
+        );
+    }
+
+    #[test]
+    fn clickstream_maps_to_canonical_events_with_stable_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = time::parse_date("2025-01-15").unwrap();
+        let text = "{\"session_id\":\"S1\",\"customer_id\":\"C1\",\"event_type\":\"product_view\",\"page\":\"/product/P9?utm_source=google&utm_medium=cpc\",\"timestamp\":\"2025-01-15T10:00:00Z\",\"device\":\"Mobile\",\"ab\":\"x\"}\n\
+                    {\"session_id\":\"S1\",\"customer_id\":\"\",\"event_type\":\"search\",\"page\":\"/search?q=red+shoes\",\"timestamp\":\"2025-01-15T10:01:00Z\",\"device\":\"mobile\"}\n\
+                    {\"session_id\":\"S1\"}\n";
+        let f = raw(tmp.path(), "2025-01-15", "c.json", text);
+        let out = clickstream(&ctx(tmp.path()), &[(d, vec![f.clone(), f])]).unwrap();
+        assert_eq!(
+            (out.rows_in, out.rows_out, out.rejected),
+            (3, 2, 1),
+            "the second copy is skipped"
+        );
+        let b = &out.batches[0];
+        let s = |c: &str, i: usize| {
+            let a = b
+                .column_by_name(c)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            if a.is_null(i) {
+                None
+            } else {
+                Some(a.value(i).to_string())
+            }
+        };
+        assert_eq!(s("event_type", 0).as_deref(), Some("product_view"));
+        assert_eq!(s("product_id", 0).as_deref(), Some("P9"));
+        assert_eq!(s("utm_source", 0).as_deref(), Some("google"));
+        assert_eq!(s("device_type", 0).as_deref(), Some("mobile"));
+        assert_eq!(s("properties", 0).as_deref(), Some("{\"ab\":\"x\"}"));
+        assert_eq!(s("search_query", 1).as_deref(), Some("red shoes"));
+        assert_eq!(s("user_id", 1), None);
+        assert_eq!(s("anonymous_id", 1).as_deref(), Some("S1"));
+        let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
+        assert_eq!(s("event_id", 1).unwrap(), format!("cs-{}-2", &hash[..16]));
+    }
+}

@@ -1,0 +1,521 @@
+//! `shoplake pipeline run`: validate → catalog → ETL (products,
+//! transactions, clickstream + sessions, reviews, in parallel) → curated models
+//! → summary. Incremental: a raw partition is processed when its files
+//! changed since the last successful run (or when forced).
+//!
+//! ## Crash safety
+//! Every table changes by one atomic Delta commit that replaces exactly the
+//! dates being processed, and the bookmarks (`state/pipeline.json`) are
+//! written only after every commit of the run. A run killed at any point
+//! leaves each table as it was before or after one of its commits; the next
+//! run finds the same partitions unprocessed and replaces them again, so the
+//! tables end up exactly as if the first run had finished.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shoplake_core::config::Config;
+use shoplake_core::schema::{self, Table};
+use shoplake_core::sources::Source;
+use shoplake_core::time;
+use shoplake_lake::catalog::{RawFile, list_raw_files};
+use shoplake_lake::{Lake, WriteMode, dates_predicate, quarantine, state};
+use shoplake_query::QueryEngine;
+
+use crate::curate;
+use crate::error::{JobError, Result};
+use crate::etl::{self, EtlContext, EtlOutput};
+use crate::sessions;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    /// First date to consider (inclusive).
+    pub from: Option<i32>,
+    /// Last date to consider (inclusive).
+    pub to: Option<i32>,
+    /// Reprocess partitions even when unchanged.
+    pub force: bool,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Step name.
+    pub name: String,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows_out: u64,
+    /// Rows quarantined.
+    pub rejected: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// A short note.
+    pub detail: String,
+}
+
+/// Hears about progress (the CLI draws it; libraries never print).
+pub trait Observer: Send + Sync {
+    /// A step began.
+    fn step_started(&self, _name: &str) {}
+    /// A step ended.
+    fn step_finished(&self, _report: &StepReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// Wall time.
+    pub seconds: f64,
+    /// Steps in order.
+    pub steps: Vec<StepReport>,
+    /// Dates (re)processed.
+    pub dates: Vec<String>,
+    /// Whether the catalogue was rebuilt.
+    pub products_rebuilt: bool,
+    /// Clickstream events processed (for throughput).
+    pub events: u64,
+    /// Rows per processed and curated table after the run.
+    pub tables: Vec<(String, u64)>,
+}
+
+impl RunSummary {
+    /// True when nothing needed processing.
+    pub fn nothing_to_do(&self) -> bool {
+        self.dates.is_empty() && !self.products_rebuilt
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Bookmarks {
+    /// source → partition date → fingerprint of its files.
+    sources: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn bookmarks_path(lake: &Lake) -> std::path::PathBuf {
+    lake.state_dir().join("pipeline.json")
+}
+
+fn fingerprint(files: &[RawFile]) -> String {
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(
+            f.path
+                .file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update(&f.size.to_le_bytes());
+        h.update(&f.modified_ms.to_le_bytes());
+    }
+    h.finalize().to_hex()[..32].to_string()
+}
+
+/// Partitions of one source that need processing.
+struct SourcePlan {
+    /// (date, files) to process; files may be empty (a partition that vanished).
+    parts: Vec<(i32, Vec<RawFile>)>,
+    /// New fingerprints to record after success.
+    marks: BTreeMap<String, String>,
+    /// Every partition date present in raw.
+    all_dates: BTreeSet<i32>,
+}
+
+fn plan_source(
+    lake: &Lake,
+    source: Source,
+    marks: &BTreeMap<String, String>,
+    opts: &PipelineOptions,
+) -> Result<SourcePlan> {
+    let files = list_raw_files(&lake.raw_dir(source))?;
+    let mut by_part: BTreeMap<String, Vec<RawFile>> = BTreeMap::new();
+    for f in files {
+        by_part.entry(f.partition.clone()).or_default().push(f);
+    }
+    let in_range = |d: i32| opts.from.is_none_or(|f| d >= f) && opts.to.is_none_or(|t| d <= t);
+    let mut plan = SourcePlan {
+        parts: Vec::new(),
+        marks: marks.clone(),
+        all_dates: BTreeSet::new(),
+    };
+    for (part, files) in by_part {
+        let d = time::parse_date(&part).map_err(JobError::Invalid)?;
+        plan.all_dates.insert(d);
+        if !in_range(d) {
+            continue;
+        }
+        let fp = fingerprint(&files);
+        if opts.force || marks.get(&part) != Some(&fp) {
+            plan.marks.insert(part, fp);
+            plan.parts.push((d, files));
+        }
+    }
+    // partitions processed before whose files are gone: empty them
+    for part in marks.keys() {
+        let d = time::parse_date(part).map_err(JobError::Invalid)?;
+        if in_range(d) && !plan.all_dates.contains(&d) {
+            plan.marks.remove(part);
+            plan.parts.push((d, Vec::new()));
+        }
+    }
+    plan.parts.sort_by_key(|(d, _)| *d);
+    Ok(plan)
+}
+
+fn failpoint(step: &str) {
+    if std::env::var("SHOPLAKE_FAILPOINT").is_ok_and(|v| v == step) {
+        // Simulates a crash (kill -9) right after `step` committed.
+        std::process::abort();
+    }
+}
+
+struct Runner<'a> {
+    engine: QueryEngine,
+    obs: &'a dyn Observer,
+    steps: Vec<StepReport>,
+}
+
+impl Runner<'_> {
+    fn start(&self, name: &str) -> Instant {
+        self.obs.step_started(name);
+        Instant::now()
+    }
+
+    fn finish(
+        &mut self,
+        name: &str,
+        t0: Instant,
+        rows_in: u64,
+        rows_out: u64,
+        rejected: u64,
+        detail: String,
+    ) {
+        let r = StepReport {
+            name: name.to_string(),
+            rows_in,
+            rows_out,
+            rejected,
+            seconds: t0.elapsed().as_secs_f64(),
+            detail,
+        };
+        self.obs.step_finished(&r);
+        self.steps.push(r);
+        failpoint(name);
+    }
+}
+
+/// Writes an ETL output: the processed rows replacing `pred`, the pipeline's
+/// quarantine rows replacing those of the same dates.
+async fn commit_etl(
+    lake: &Lake,
+    table: &Table,
+    source: Source,
+    out: &mut EtlOutput,
+    pred: &str,
+    dates_pred: &str,
+) -> Result<()> {
+    let batches = std::mem::take(&mut out.batches);
+    lake.write(table, batches, WriteMode::Replace(pred.to_string()))
+        .await?;
+    let q = std::mem::take(&mut out.quarantine);
+    lake.write(
+        quarantine::table(source),
+        q,
+        WriteMode::Replace(format!("{dates_pred} AND stage = 'pipeline'")),
+    )
+    .await?;
+    Ok(())
+}
+
+fn spawn_etl(
+    ctx: EtlContext,
+    parts: Vec<(i32, Vec<RawFile>)>,
+    f: fn(&EtlContext, &[(i32, Vec<RawFile>)]) -> Result<EtlOutput>,
+) -> tokio::task::JoinHandle<Result<EtlOutput>> {
+    tokio::task::spawn_blocking(move || f(&ctx, &parts))
+}
+
+async fn join(h: tokio::task::JoinHandle<Result<EtlOutput>>) -> Result<EtlOutput> {
+    h.await
+        .map_err(|e| JobError::Internal(format!("ETL task failed: {e}")))?
+}
+
+/// Runs the pipeline once.
+pub async fn run(
+    lake: &Lake,
+    cfg: &Config,
+    opts: &PipelineOptions,
+    obs: &dyn Observer,
+) -> Result<RunSummary> {
+    let t_run = Instant::now();
+    let now_micros = chrono::Utc::now().timestamp_micros();
+    let run_id = format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+    if let (Some(f), Some(t)) = (opts.from, opts.to) {
+        if f > t {
+            return Err(JobError::Invalid(format!(
+                "--from {} is after --to {}",
+                time::format_date(f),
+                time::format_date(t)
+            )));
+        }
+    }
+    let threads = match cfg.pipeline.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let ctx = EtlContext {
+        lake_root: lake.root().to_path_buf(),
+        currency: cfg.currency.clone(),
+        now_micros,
+        max_file_bytes: cfg.import.max_file_size_mb << 20,
+        threads,
+    };
+    let mut r = Runner {
+        engine: QueryEngine::new(lake, &cfg.query)?,
+        obs,
+        steps: Vec::new(),
+    };
+
+    // validate: what changed in the raw zone
+    let t0 = r.start("validate");
+    let mut marks: Bookmarks = state::read_json(&bookmarks_path(lake))?;
+    let mut plans = BTreeMap::new();
+    let mut files_seen = 0u64;
+    for s in Source::ALL {
+        let p = plan_source(
+            lake,
+            s,
+            marks.sources.get(s.name()).unwrap_or(&BTreeMap::new()),
+            opts,
+        )?;
+        files_seen += p.parts.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
+        plans.insert(s, p);
+    }
+    let products_changed = !plans[&Source::Products].parts.is_empty();
+    let mut etl_dates = BTreeSet::new();
+    for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
+        etl_dates.extend(plans[&s].parts.iter().map(|(d, _)| *d));
+    }
+    let detail = format!(
+        "{files_seen} files in {} partitions to process{}",
+        etl_dates.len(),
+        if products_changed {
+            ", catalogue changed"
+        } else {
+            ""
+        }
+    );
+    r.finish("validate", t0, files_seen, 0, 0, detail);
+
+    // catalog: every table exists (empty) so queries never miss one
+    let t0 = r.start("catalog");
+    lake.ensure_tables().await?;
+    r.finish(
+        "catalog",
+        t0,
+        0,
+        0,
+        0,
+        format!("{} tables", schema::TABLES.len()),
+    );
+
+    // product enrichment (the whole catalogue: it is small and latest-wins)
+    if products_changed {
+        let t0 = r.start("product_enrichment");
+        let all: Vec<(i32, Vec<RawFile>)> = {
+            let files = list_raw_files(&lake.raw_dir(Source::Products))?;
+            let mut m: BTreeMap<i32, Vec<RawFile>> = BTreeMap::new();
+            for f in files {
+                m.entry(time::parse_date(&f.partition).map_err(JobError::Invalid)?)
+                    .or_default()
+                    .push(f);
+            }
+            m.into_iter().collect()
+        };
+        let mut out = join(spawn_etl(ctx.clone(), all, etl::products)).await?;
+        let batches = std::mem::take(&mut out.batches);
+        lake.write(&schema::PRODUCTS, batches, WriteMode::Overwrite)
+            .await?;
+        let q = std::mem::take(&mut out.quarantine);
+        lake.write(
+            &schema::Q_PRODUCTS,
+            q,
+            WriteMode::Replace("stage = 'pipeline'".into()),
+        )
+        .await?;
+        r.finish(
+            "product_enrichment",
+            t0,
+            out.rows_in,
+            out.rows_out,
+            out.rejected,
+            format!("{} products", out.rows_out),
+        );
+    }
+
+    // ETL: transactions, clickstream (+ sessions) and reviews, in parallel
+    let mut events = 0u64;
+    if !etl_dates.is_empty() {
+        let parts = |s: Source| plans[&s].parts.clone();
+        let tx = spawn_etl(ctx.clone(), parts(Source::Transactions), etl::transactions);
+        let cs = spawn_etl(ctx.clone(), parts(Source::Clickstream), etl::clickstream);
+        let rv = spawn_etl(ctx.clone(), parts(Source::Reviews), etl::reviews);
+        let date_list = |s: Source| plans[&s].parts.iter().map(|(d, _)| *d).collect::<Vec<_>>();
+
+        let t0 = r.start("transactions_etl");
+        let dates = date_list(Source::Transactions);
+        let mut out = join(tx).await?;
+        if !dates.is_empty() {
+            let dp = dates_predicate(&dates);
+            commit_etl(
+                lake,
+                &schema::TRANSACTIONS,
+                Source::Transactions,
+                &mut out,
+                &format!("{dp} AND source = 'file'"),
+                &dp,
+            )
+            .await?;
+        }
+        r.finish(
+            "transactions_etl",
+            t0,
+            out.rows_in,
+            out.rows_out,
+            out.rejected,
+            format!(
+                "{} dates, {} duplicates dropped",
+                dates.len(),
+                out.duplicates
+            ),
+        );
+
+        let t0 = r.start("clickstream_sessions");
+        let dates = date_list(Source::Clickstream);
+        let mut out = join(cs).await?;
+        let mut n_sessions = 0u64;
+        if !dates.is_empty() {
+            let dp = dates_predicate(&dates);
+            commit_etl(
+                lake,
+                &schema::EVENTS,
+                Source::Clickstream,
+                &mut out,
+                &format!("{dp} AND protocol = 'file'"),
+                &dp,
+            )
+            .await?;
+            let sql = format!(
+                "SELECT {} FROM processed.events WHERE {dp}",
+                sessions::EVENT_COLUMNS
+            );
+            let evs = r.engine.run_internal(&sql).await?;
+            let timeout = cfg.pipeline.session_timeout_minutes;
+            let sess = tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout))
+                .await
+                .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
+            n_sessions = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
+            lake.write(
+                &schema::SESSIONS,
+                sess.into_iter().collect(),
+                WriteMode::Replace(dp),
+            )
+            .await?;
+        }
+        events = out.rows_out;
+        r.finish(
+            "clickstream_sessions",
+            t0,
+            out.rows_in,
+            out.rows_out,
+            out.rejected,
+            format!("{} dates, {n_sessions} sessions", dates.len()),
+        );
+
+        let t0 = r.start("reviews_etl");
+        let dates = date_list(Source::Reviews);
+        let mut out = join(rv).await?;
+        if !dates.is_empty() {
+            let dp = dates_predicate(&dates);
+            commit_etl(lake, &schema::REVIEWS, Source::Reviews, &mut out, &dp, &dp).await?;
+        }
+        r.finish(
+            "reviews_etl",
+            t0,
+            out.rows_in,
+            out.rows_out,
+            out.rejected,
+            format!(
+                "{} dates, {} duplicates dropped",
+                dates.len(),
+                out.duplicates
+            ),
+        );
+    }
+
+    // curated models
+    let mut curate_dates = etl_dates.clone();
+    if products_changed {
+        // names and categories changed: every day's product attributes too
+        for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
+            curate_dates.extend(plans[&s].all_dates.iter().copied());
+        }
+    }
+    let curate_dates: Vec<i32> = curate_dates.into_iter().collect();
+    if !curate_dates.is_empty() {
+        let t0 = r.start("curate");
+        let mut rows = 0u64;
+        let mut built = Vec::new();
+        for m in curate::MODELS {
+            let n = curate::build(lake, &r.engine, m, &curate_dates).await?;
+            rows += n;
+            built.push(format!("{} {n}", m.table.name));
+        }
+        r.finish("curate", t0, 0, rows, 0, built.join(", "));
+    }
+
+    // bookmarks: only now is the run complete
+    for (s, p) in &plans {
+        marks.sources.insert(s.name().to_string(), p.marks.clone());
+    }
+    state::write_json(&bookmarks_path(lake), &marks)?;
+
+    let mut tables = Vec::new();
+    for t in schema::TABLES
+        .iter()
+        .filter(|t| matches!(t.zone, schema::Zone::Processed | schema::Zone::Curated))
+    {
+        let info = shoplake_lake::catalog::describe(lake, t).await?;
+        tables.push((t.qualified(), info.rows.unwrap_or(0)));
+    }
+    Ok(RunSummary {
+        run_id,
+        started_at: time::format_ts(now_micros),
+        seconds: t_run.elapsed().as_secs_f64(),
+        steps: r.steps,
+        dates: curate_dates.iter().map(|d| time::format_date(*d)).collect(),
+        products_rebuilt: products_changed,
+        events,
+        tables,
+    })
+}
+
+/// Seconds as a short human string.
+pub fn fmt_secs(s: f64) -> String {
+    let d = Duration::from_secs_f64(s);
+    if d.as_secs() >= 60 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{s:.2}s")
+    }
+}

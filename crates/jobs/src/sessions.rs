@@ -1,0 +1,386 @@
+//! Sessionisation: events → `processed.sessions`.
+//!
+//! A session is the client's session id when the event has one; otherwise a
+//! device's (anonymous id's) run of events with no gap longer than the
+//! timeout. Sessions are cut at midnight UTC (each day is processed alone).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Date32Array, Date32Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
+};
+use shoplake_core::schema;
+
+use crate::error::{JobError, Result};
+
+/// The columns sessionisation reads from `processed.events`.
+pub const EVENT_COLUMNS: &str = "session_id, anonymous_id, user_id, event_id, event_ts, event_type, \
+     device_type, page_path, utm_source, utm_medium, utm_campaign, country, date";
+
+struct Cols<'a> {
+    session_id: &'a StringArray,
+    anonymous_id: &'a StringArray,
+    user_id: &'a StringArray,
+    event_id: &'a StringArray,
+    ts: &'a TimestampMicrosecondArray,
+    event_type: &'a StringArray,
+    device: &'a StringArray,
+    page: &'a StringArray,
+    utm_source: &'a StringArray,
+    utm_medium: &'a StringArray,
+    utm_campaign: &'a StringArray,
+    country: &'a StringArray,
+    date: &'a Date32Array,
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| {
+            JobError::Internal(format!(
+                "sessions: events batch lacks {name} of the right type"
+            ))
+        })
+}
+
+impl<'a> Cols<'a> {
+    fn new(b: &'a RecordBatch) -> Result<Self> {
+        Ok(Cols {
+            session_id: col(b, "session_id")?,
+            anonymous_id: col(b, "anonymous_id")?,
+            user_id: col(b, "user_id")?,
+            event_id: col(b, "event_id")?,
+            ts: col(b, "event_ts")?,
+            event_type: col(b, "event_type")?,
+            device: col(b, "device_type")?,
+            page: col(b, "page_path")?,
+            utm_source: col(b, "utm_source")?,
+            utm_medium: col(b, "utm_medium")?,
+            utm_campaign: col(b, "utm_campaign")?,
+            country: col(b, "country")?,
+            date: col(b, "date")?,
+        })
+    }
+}
+
+fn opt(a: &StringArray, i: usize) -> Option<&str> {
+    if a.is_null(i) { None } else { Some(a.value(i)) }
+}
+
+fn plain_strings(b: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Utf8View)
+    {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::with_capacity(b.num_columns());
+    let mut cols = Vec::with_capacity(b.num_columns());
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if f.data_type() == &DataType::Utf8View {
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+            cols.push(arrow::compute::cast(c, &DataType::Utf8)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+struct Ev<'a> {
+    date: i32,
+    derived: bool,
+    key: &'a str,
+    ts: i64,
+    eid: &'a str,
+    b: u32,
+    r: u32,
+}
+
+/// Funnel stage of an event type: 1 page view … 5 purchase (0: none).
+pub fn funnel_stage(event_type: &str) -> i32 {
+    match event_type {
+        "page_view" => 1,
+        "product_view" | "product_list_view" | "search" => 2,
+        "add_to_cart" | "cart_view" => 3,
+        "checkout_started" | "checkout_step" => 4,
+        "purchase" => 5,
+        _ => 0,
+    }
+}
+
+/// Builds `processed.sessions` rows from the events of whole days.
+pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option<RecordBatch>> {
+    // DataFusion may hand strings over as Utf8View; the code below reads Utf8.
+    let events: Vec<RecordBatch> = events.iter().map(plain_strings).collect::<Result<_>>()?;
+    let events = &events[..];
+    let cols: Vec<Cols<'_>> = events.iter().map(Cols::new).collect::<Result<_>>()?;
+    let mut evs: Vec<Ev<'_>> = Vec::with_capacity(events.iter().map(|b| b.num_rows()).sum());
+    for (bi, c) in cols.iter().enumerate() {
+        for r in 0..c.ts.len() {
+            let (derived, key) = match opt(c.session_id, r) {
+                Some(s) => (false, s),
+                None => (
+                    true,
+                    opt(c.anonymous_id, r)
+                        .or_else(|| opt(c.user_id, r))
+                        .unwrap_or_else(|| c.event_id.value(r)),
+                ),
+            };
+            evs.push(Ev {
+                date: c.date.value(r),
+                derived,
+                key,
+                ts: c.ts.value(r),
+                eid: c.event_id.value(r),
+                b: bi as u32,
+                r: r as u32,
+            });
+        }
+    }
+    if evs.is_empty() {
+        return Ok(None);
+    }
+    evs.sort_unstable_by(|a, b| {
+        (a.date, a.derived, a.key, a.ts, a.eid).cmp(&(b.date, b.derived, b.key, b.ts, b.eid))
+    });
+    let timeout = i64::from(timeout_minutes) * 60 * 1_000_000;
+    let mut out = Builders::default();
+    let mut start = 0;
+    while start < evs.len() {
+        let mut end = start + 1;
+        while end < evs.len()
+            && evs[end].date == evs[start].date
+            && evs[end].derived == evs[start].derived
+            && evs[end].key == evs[start].key
+            && !(evs[end].derived && evs[end].ts - evs[end - 1].ts > timeout)
+        {
+            end += 1;
+        }
+        out.push(&evs[start..end], &cols);
+        start = end;
+    }
+    Ok(Some(out.finish()?))
+}
+
+#[derive(Default)]
+struct Builders {
+    session_id: StringBuilder,
+    anonymous_id: StringBuilder,
+    user_id: StringBuilder,
+    start: TimestampMicrosecondBuilder,
+    end: TimestampMicrosecondBuilder,
+    duration: Int64Builder,
+    events: Int64Builder,
+    page_views: Int64Builder,
+    product_views: Int64Builder,
+    carts: Int64Builder,
+    checkouts: Int64Builder,
+    purchases: Int64Builder,
+    stage: Int32Builder,
+    bounce: BooleanBuilder,
+    converted: BooleanBuilder,
+    device: StringBuilder,
+    landing: StringBuilder,
+    exit: StringBuilder,
+    source: StringBuilder,
+    medium: StringBuilder,
+    campaign: StringBuilder,
+    country: StringBuilder,
+    date: Date32Builder,
+}
+
+impl Builders {
+    fn push(&mut self, s: &[Ev<'_>], cols: &[Cols<'_>]) {
+        let first = &s[0];
+        let last = &s[s.len() - 1];
+        let fc = &cols[first.b as usize];
+        let fr = first.r as usize;
+        let lc = &cols[last.b as usize];
+        let lr = last.r as usize;
+        let (mut pv, mut prv, mut ac, mut co, mut pu, mut stage) =
+            (0i64, 0i64, 0i64, 0i64, 0i64, 0i32);
+        let mut user = None;
+        for e in s {
+            let c = &cols[e.b as usize];
+            let r = e.r as usize;
+            let t = c.event_type.value(r);
+            match t {
+                "page_view" => pv += 1,
+                "product_view" => prv += 1,
+                "add_to_cart" => ac += 1,
+                "checkout_started" | "checkout_step" => co += 1,
+                "purchase" => pu += 1,
+                _ => {}
+            }
+            stage = stage.max(funnel_stage(t));
+            if user.is_none() {
+                user = opt(c.user_id, r);
+            }
+        }
+        if first.derived {
+            self.session_id
+                .append_value(format!("{}-{}", first.key, first.ts / 1_000_000));
+        } else {
+            self.session_id.append_value(first.key);
+        }
+        self.anonymous_id.append_option(opt(fc.anonymous_id, fr));
+        self.user_id.append_option(user);
+        self.start.append_value(first.ts);
+        self.end.append_value(last.ts);
+        self.duration.append_value((last.ts - first.ts) / 1_000_000);
+        self.events.append_value(s.len() as i64);
+        self.page_views.append_value(pv);
+        self.product_views.append_value(prv);
+        self.carts.append_value(ac);
+        self.checkouts.append_value(co);
+        self.purchases.append_value(pu);
+        self.stage.append_value(stage);
+        self.bounce.append_value(s.len() == 1);
+        self.converted.append_value(pu > 0);
+        self.device.append_value(fc.device.value(fr));
+        self.landing.append_option(opt(fc.page, fr));
+        self.exit.append_option(opt(lc.page, lr));
+        let src = opt(fc.utm_source, fr);
+        self.source.append_value(src.unwrap_or("direct"));
+        self.medium
+            .append_value(match (src, opt(fc.utm_medium, fr)) {
+                (_, Some(m)) => m,
+                (Some(_), None) => "unknown",
+                (None, None) => "none",
+            });
+        self.campaign.append_option(opt(fc.utm_campaign, fr));
+        self.country.append_option(opt(fc.country, fr));
+        self.date.append_value(first.date);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.anonymous_id.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.start.finish().with_timezone("UTC")),
+            Arc::new(self.end.finish().with_timezone("UTC")),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.events.finish()),
+            Arc::new(self.page_views.finish()),
+            Arc::new(self.product_views.finish()),
+            Arc::new(self.carts.finish()),
+            Arc::new(self.checkouts.finish()),
+            Arc::new(self.purchases.finish()),
+            Arc::new(self.stage.finish()),
+            Arc::new(self.bounce.finish()),
+            Arc::new(self.converted.finish()),
+            Arc::new(self.device.finish()),
+            Arc::new(self.landing.finish()),
+            Arc::new(self.exit.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.medium.finish()),
+            Arc::new(self.campaign.finish()),
+            Arc::new(self.country.finish()),
+            Arc::new(self.date.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema::SESSIONS.schema(), cols)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoplake_core::event::{Event, EventBatchBuilder};
+
+    fn ev(
+        id: &str,
+        sid: Option<&str>,
+        anon: &str,
+        ts_s: i64,
+        t: &'static str,
+        page: &str,
+    ) -> Event<'static> {
+        Event {
+            event_id: id.to_string().into(),
+            event_type: t,
+            event_name: t.into(),
+            event_ts: 1_736_899_200_000_000 + ts_s * 1_000_000, // 2025-01-15T00:00:00Z
+            session_id: sid.map(|s| s.to_string().into()),
+            anonymous_id: Some(anon.to_string().into()),
+            page_path: Some(page.to_string().into()),
+            device_type: "mobile",
+            source: "t".into(),
+            protocol: "file",
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn client_sessions_and_inactivity_sessions() {
+        let mut b = EventBatchBuilder::new(8);
+        for e in [
+            ev("1", Some("S1"), "A", 100, "page_view", "/"),
+            ev("2", Some("S1"), "A", 160, "product_view", "/product/P1"),
+            ev(
+                "3",
+                Some("S1"),
+                "A",
+                220,
+                "purchase",
+                "/checkout/confirmation",
+            ),
+            ev("4", None, "B", 1000, "page_view", "/"),
+            ev("5", None, "B", 1000 + 29 * 60, "add_to_cart", "/cart"),
+            ev("6", None, "B", 1000 + 29 * 60 + 31 * 60, "page_view", "/x"),
+        ] {
+            b.push(&e);
+        }
+        let batch = b.finish().unwrap();
+        let s = sessionise(&[batch], 30).unwrap().unwrap();
+        assert_eq!(s.num_rows(), 3);
+        let ids = s
+            .column_by_name("session_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let stage = s
+            .column_by_name("funnel_stage")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int32Array>()
+            .unwrap();
+        let events = s
+            .column_by_name("events")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap();
+        assert_eq!(ids.value(0), "S1");
+        assert_eq!((stage.value(0), events.value(0)), (5, 3));
+        assert_eq!(ids.value(1), "B-1736900200");
+        assert_eq!((stage.value(1), events.value(1)), (3, 2));
+        assert_eq!(
+            events.value(2),
+            1,
+            "a gap over 30 minutes starts a new session"
+        );
+        let exit = s
+            .column_by_name("exit_page")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(exit.value(0), "/checkout/confirmation");
+        let src = s
+            .column_by_name("traffic_source")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(src.value(0), "direct");
+    }
+}

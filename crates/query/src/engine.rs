@@ -1,0 +1,218 @@
+//! A DataFusion session over the lake: catalog `shoplake`, one schema per zone
+//! (`raw`, `processed`, `curated`, `quarantine`), default schema `curated`.
+//! Tables are resolved when a query names them, so a query pays only for the
+//! Delta logs it reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use shoplake_core::config::QueryConfig;
+use shoplake_core::schema::{Storage, TABLES, Table, Zone};
+use shoplake_core::sources::{Format, Source};
+use shoplake_lake::Lake;
+
+use crate::error::{QueryError, Result};
+
+/// The catalog name of the lake in SQL.
+pub const CATALOG: &str = "shoplake";
+
+/// A SQL session over one lake.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    /// A session over `lake` with the limits of `cfg`.
+    pub fn new(lake: &Lake, cfg: &QueryConfig) -> Result<QueryEngine> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, "curated")
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(threads);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let mut rt = RuntimeEnvBuilder::new();
+        if cfg.memory_limit_mb > 0 {
+            rt = rt.with_memory_limit(cfg.memory_limit_mb << 20, 1.0);
+        }
+        let runtime = Arc::new(rt.build()?);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let catalog = MemoryCatalogProvider::new();
+        for zone in Zone::ALL {
+            catalog.register_schema(
+                zone.name(),
+                Arc::new(LakeSchema {
+                    lake: lake.clone(),
+                    zone,
+                }),
+            )?;
+        }
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        Ok(QueryEngine {
+            ctx,
+            timeout: Duration::from_secs(cfg.timeout_secs),
+        })
+    }
+
+    /// The DataFusion context (for jobs that build plans themselves).
+    pub fn ctx(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Plans a read-only query: no DDL, DML or `SET`; a wrong table or column
+    /// name is an error that lists what exists.
+    pub async fn plan(&self, sql: &str) -> Result<DataFrame> {
+        let opts = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx
+            .sql_with_options(sql, opts)
+            .await
+            .map_err(|e| explain_error(e, sql))
+    }
+
+    /// Runs a read-only query to completion within the configured timeout.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let df = self.plan(sql).await?;
+        match tokio::time::timeout(self.timeout, df.collect()).await {
+            Ok(r) => r.map_err(|e| explain_error(e, sql)),
+            Err(_) => Err(QueryError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Runs a query on behalf of shoplake's own jobs (no read-only check, no timeout).
+    pub async fn run_internal(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let df = self.ctx.sql(sql).await.map_err(|e| explain_error(e, sql))?;
+        df.collect().await.map_err(|e| explain_error(e, sql))
+    }
+}
+
+/// Rewrites DataFusion's errors so a wrong name lists what exists.
+fn explain_error(e: DataFusionError, _sql: &str) -> QueryError {
+    let msg = e.to_string();
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("table") && lower.contains("not found") {
+        let tables: Vec<String> = TABLES.iter().map(Table::qualified).collect();
+        return QueryError::Plan(format!(
+            "{}\navailable tables: {}",
+            msg.trim(),
+            tables.join(", ")
+        ));
+    }
+    if lower.contains("not allowed") || lower.contains("unsupported") && lower.contains("statement")
+    {
+        return QueryError::ReadOnly(msg);
+    }
+    match e {
+        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
+            QueryError::Plan(msg)
+        }
+        DataFusionError::ResourcesExhausted(..) => QueryError::Resources(msg),
+        other => QueryError::DataFusion(other),
+    }
+}
+
+#[derive(Debug)]
+struct LakeSchema {
+    lake: Lake,
+    zone: Zone,
+}
+
+impl LakeSchema {
+    fn find(&self, name: &str) -> Option<&'static Table> {
+        TABLES
+            .iter()
+            .find(|t| t.zone == self.zone && t.name.eq_ignore_ascii_case(name))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES
+            .iter()
+            .filter(|t| t.zone == self.zone)
+            .map(|t| t.name.to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        let Some(t) = self.find(name) else {
+            return Ok(None);
+        };
+        let provider: Arc<dyn TableProvider> = match t.storage {
+            Storage::Delta => match self
+                .lake
+                .load(t)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+            {
+                Some(table) => table.table_provider().await?,
+                None => Arc::new(MemTable::try_new(t.schema(), vec![vec![]])?),
+            },
+            Storage::Files => raw_files_table(&self.lake, t).await?,
+        };
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+}
+
+/// A listing table over the landing files of a raw source: every column as
+/// text, `date` from the folder name. Compressed files are not listed.
+async fn raw_files_table(
+    lake: &Lake,
+    t: &Table,
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let source = Source::parse(t.name).expect("raw file tables are sources");
+    let dir = lake.raw_dir(source);
+    std::fs::create_dir_all(&dir)?;
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let (_, format) = source.default_file();
+    let file_schema = Arc::new(Schema::new(
+        t.columns
+            .iter()
+            .filter(|c| Some(c.name) != t.partition)
+            .map(|c| Field::new(c.name, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let options = match format {
+        Format::Csv => ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
+            .with_file_extension(".csv"),
+        Format::Json => {
+            ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".json")
+        }
+    }
+    .with_table_partition_cols(vec![("date".to_string(), DataType::Date32)]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(file_schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}

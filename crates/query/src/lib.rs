@@ -1,0 +1,20 @@
+//! # shoplake-query
+//!
+//! SQL over the lake, with DataFusion.
+//!
+//! * [`QueryEngine`] — a session with catalog `shoplake` and one schema per
+//!   zone (`processed.transactions`, `curated.daily_kpis`, ...); read-only
+//!   queries with a timeout and a memory limit; errors that name what is wrong
+//!   and list what exists;
+//! * [`reports`] — the saved business reports (`sql/reports/*.sql`);
+//! * [`output`] — rows as a table, CSV or JSON.
+#![deny(missing_docs)]
+
+pub mod output;
+pub mod reports;
+
+mod engine;
+mod error;
+
+pub use engine::{CATALOG, QueryEngine};
+pub use error::{QueryError, Result};

@@ -1,0 +1,250 @@
+//! The command line, as clap structs that mirror it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "shoplake — self-hosted e-commerce behavioural analytics in one binary.
+
+Keeps every order, product, review and click in an open lakehouse (Delta tables),
+runs the ETL and business models, and answers questions in SQL.";
+
+const AFTER: &str = "Start here:
+  shoplake demo                          generate sample data, run the pipeline, show reports
+  shoplake import --source transactions orders.csv
+  shoplake pipeline run                  process what is new in the raw zone
+  shoplake report --list                 the business questions
+  shoplake report top_products --from 2025-01-01 --to 2025-01-31
+  shoplake sql \"SELECT * FROM curated.daily_kpis ORDER BY date DESC LIMIT 7\"
+  shoplake catalog list                  every table, its rows and partitions
+
+Configuration: --config FILE, else ./shoplake.toml, else <data>/shoplake.toml;
+any key can be overridden with SHOPLAKE_<SECTION>__<KEY> (see docs/configuration.md).";
+
+/// shoplake's command line.
+#[derive(Debug, Parser)]
+#[command(name = "shoplake", version, about = ABOUT, after_help = AFTER, propagate_version = true)]
+pub struct Cli {
+    /// Data directory: lake, state and models live here.
+    #[arg(long, global = true, env = "SHOPLAKE_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "SHOPLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Configuration profile: dev, staging or prod.
+    #[arg(long, global = true, env = "SHOPLAKE_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormatArg>,
+
+    /// More logging (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr; no progress.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--format`
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum FormatArg {
+    /// Aligned table.
+    #[default]
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// JSON array of objects.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate sample data, run the pipeline and print the headline reports.
+    Demo(DemoArgs),
+    /// Write realistic sample files into the raw zone, one partition per day.
+    Generate(GenerateArgs),
+    /// Validate files and route their rows: good rows to raw, bad rows to quarantine.
+    Import(ImportArgs),
+    /// Run or inspect the pipeline.
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+    /// Run a read-only SQL query over the lake.
+    Sql(SqlArgs),
+    /// Run a saved business report (see --list).
+    Report(ReportArgs),
+    /// Describe the lake's tables.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Print the effective configuration (file, profile and environment merged).
+    Config,
+}
+
+/// `demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Regenerate the sample data even if the raw zone already holds data.
+    #[arg(long)]
+    pub regenerate: bool,
+    /// Output format of the reports.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub sizes: GenerateArgs,
+}
+
+/// `generate`
+#[derive(Debug, Args, Clone)]
+pub struct GenerateArgs {
+    /// Customers.
+    #[arg(long, default_value_t = 5_000)]
+    pub customers: usize,
+    /// Products.
+    #[arg(long, default_value_t = 500)]
+    pub products: usize,
+    /// Transaction lines.
+    #[arg(long, default_value_t = 100_000)]
+    pub transactions: usize,
+    /// Clickstream events.
+    #[arg(long, default_value_t = 500_000)]
+    pub clickstream: usize,
+    /// Reviews.
+    #[arg(long, default_value_t = 10_000)]
+    pub reviews: usize,
+    /// Days of data.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, default_value = "2025-01-01", value_name = "DATE")]
+    pub start_date: String,
+    /// Random seed: the same seed and sizes give the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// `import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What the files hold.
+    #[arg(long, value_enum)]
+    pub source: SourceArg,
+    /// Files to import (CSV, JSON lines or a JSON array; .gz and .zst are read too).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Output format of the per-file results.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+}
+
+/// A batch source.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SourceArg {
+    /// transaction_id, customer_id, product_id, quantity, price, total_amount, transaction_date, status
+    Transactions,
+    /// product_id, name, category, brand, price, stock
+    Products,
+    /// session_id, customer_id, event_type, page, timestamp, device
+    Clickstream,
+    /// review_id, product_id, customer_id, rating, review_text, review_date
+    Reviews,
+}
+
+/// `pipeline ...`
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Process what changed in the raw zone: validate → catalog → ETL → curated models.
+    Run(PipelineRunArgs),
+}
+
+/// `pipeline run`
+#[derive(Debug, Args)]
+pub struct PipelineRunArgs {
+    /// Only this date (YYYY-MM-DD).
+    #[arg(long, conflicts_with_all = ["from", "to"], value_name = "DATE")]
+    pub date: Option<String>,
+    /// From this date (inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// To this date (inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Reprocess partitions even if unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+}
+
+/// `sql`
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query; `-` reads it from standard input.
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+}
+
+/// `report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Report name.
+    #[arg(required_unless_present = "list", value_name = "NAME")]
+    pub name: Option<String>,
+    /// List the reports and their parameters.
+    #[arg(long)]
+    pub list: bool,
+    /// From this date (inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// To this date (inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Another parameter, e.g. --param grain=month or --param limit=50.
+    #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
+}
+
+/// `catalog ...`
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Every table with rows, files, partitions, version and last update.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// One table: its facts and its columns.
+    Describe {
+        /// Table, e.g. curated.daily_kpis.
+        table: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// Print the data dictionary (Markdown) of every table.
+    Dictionary,
+}

@@ -1,0 +1,532 @@
+//! One function per command: build the real objects from the arguments, run,
+//! print.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use shoplake_core::schema;
+use shoplake_core::sources::Source;
+use shoplake_core::time;
+use shoplake_jobs::pipeline::{self, PipelineOptions, fmt_secs};
+use shoplake_lake::import::{ImportOptions, Outcome};
+use shoplake_lake::{Lake, catalog};
+use shoplake_query::output::{OutputFormat, write_batches};
+use shoplake_query::{QueryEngine, reports};
+
+use crate::Env;
+use crate::cli::{
+    CatalogCommand, Command, FormatArg, GenerateArgs, PipelineCommand, ReportArgs, SourceArg,
+};
+use crate::progress::{StepSpinner, counter};
+
+/// Runs one command.
+pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
+    match cmd {
+        Command::Demo(a) => demo(env, a).await,
+        Command::Generate(a) => generate(env, &a).map(|_| ExitCode::SUCCESS),
+        Command::Import(a) => import(env, a.source, &a.files, a.format).await,
+        Command::Pipeline(PipelineCommand::Run(a)) => {
+            let opts = PipelineOptions {
+                from: parse_opt_date(a.date.as_deref().or(a.from.as_deref()), "--from")?,
+                to: parse_opt_date(a.date.as_deref().or(a.to.as_deref()), "--to")?,
+                force: a.force,
+            };
+            pipeline_run(env, &opts, a.format)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+        }
+        Command::Sql(a) => sql(env, &a.query, a.format).await,
+        Command::Report(a) => report(env, a).await,
+        Command::Catalog(c) => catalog_cmd(env, c).await,
+        Command::Config => {
+            out(env.config.to_toml().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn fmt(f: FormatArg) -> OutputFormat {
+    match f {
+        FormatArg::Table => OutputFormat::Table,
+        FormatArg::Csv => OutputFormat::Csv,
+        FormatArg::Json => OutputFormat::Json,
+    }
+}
+
+/// Writes to stdout; a closed pipe surfaces as an io error main() treats as success.
+fn out(bytes: &[u8]) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(bytes)?;
+    o.flush()?;
+    Ok(())
+}
+
+fn print_batches(batches: &[RecordBatch], f: FormatArg) -> Result<()> {
+    let mut buf = Vec::new();
+    write_batches(&mut buf, batches, fmt(f))?;
+    out(&buf)
+}
+
+fn strings_batch(headers: &[&str], rows: &[Vec<String>]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(
+        headers
+            .iter()
+            .map(|h| Field::new(*h, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let cols: Vec<ArrayRef> = (0..headers.len())
+        .map(|i| {
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r[i].as_str()).collect::<Vec<_>>(),
+            )) as ArrayRef
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    out(s.as_bytes())
+}
+
+fn parse_opt_date(s: Option<&str>, flag: &str) -> Result<Option<i32>> {
+    s.map(|d| time::parse_date(d).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+        .transpose()
+}
+
+fn open_lake(env: &Env) -> Result<Lake> {
+    Lake::open(&env.data, &env.config.lake)
+        .with_context(|| format!("opening the lake in {}", env.data.display()))
+}
+
+// ---------------------------------------------------------------------------
+
+fn generate(env: &Env, a: &GenerateArgs) -> Result<shoplake_gen::GenSummary> {
+    let cfg = shoplake_gen::GenConfig {
+        customers: a.customers,
+        products: a.products,
+        transactions: a.transactions,
+        clickstream: a.clickstream,
+        reviews: a.reviews,
+        days: a.days,
+        start_date: time::parse_date(&a.start_date)
+            .map_err(|e| anyhow::anyhow!("--start-date: {e}"))?,
+        seed: a.seed,
+    };
+    cfg.validate()
+        .map_err(|e| anyhow::anyhow!("invalid sizes: {e}"))?;
+    let lake = open_lake(env)?;
+    let raw = lake.root().join("raw");
+    let t0 = Instant::now();
+    let bar = counter(
+        env.progress,
+        (a.transactions + a.clickstream) as u64,
+        "generating",
+    );
+    let seen = std::sync::Mutex::new(BTreeMap::<Source, u64>::new());
+    let summary = shoplake_gen::generate(&cfg, &raw, &|s, n| {
+        let mut m = seen.lock().expect("unpoisoned");
+        m.insert(s, n);
+        let done = m.get(&Source::Transactions).copied().unwrap_or(0)
+            + m.get(&Source::Clickstream).copied().unwrap_or(0);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("writing sample data under {}", raw.display()))?;
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    let mut text = format!(
+        "generated {} files ({:.1} MiB) for {} … {} in {} under {}\n",
+        summary.files,
+        summary.bytes as f64 / (1 << 20) as f64,
+        time::format_date(summary.first_date),
+        time::format_date(summary.last_date),
+        fmt_secs(secs),
+        raw.display()
+    );
+    for (s, n) in &summary.rows {
+        text.push_str(&format!("  {:<13} {n:>10} rows\n", s.name()));
+    }
+    for note in &summary.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    eprint!("{text}");
+    Ok(summary)
+}
+
+async fn import(
+    env: &Env,
+    source: SourceArg,
+    files: &[std::path::PathBuf],
+    f: FormatArg,
+) -> Result<ExitCode> {
+    let source = match source {
+        SourceArg::Transactions => Source::Transactions,
+        SourceArg::Products => Source::Products,
+        SourceArg::Clickstream => Source::Clickstream,
+        SourceArg::Reviews => Source::Reviews,
+    };
+    let lake = open_lake(env)?;
+    let opts = ImportOptions {
+        max_file_bytes: env.config.import.max_file_size_mb << 20,
+        max_bad_ratio: env.config.import.max_bad_row_ratio,
+        now_micros: chrono::Utc::now().timestamp_micros(),
+    };
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    let mut refused = 0;
+    for path in files {
+        let r = shoplake_lake::import::import_file(&lake, source, path, &opts)
+            .await
+            .with_context(|| format!("importing {}", path.display()))?;
+        let (status, note) = match &r.outcome {
+            Outcome::Imported => (
+                "imported",
+                format!(
+                    "{} rows: {} to raw in {} partition(s), {} quarantined",
+                    r.rows,
+                    r.good,
+                    r.partitions.len(),
+                    r.quarantined
+                ),
+            ),
+            Outcome::AlreadyImported { at, file } => (
+                "unchanged",
+                format!("same content imported at {at} from {file}; nothing changed"),
+            ),
+            Outcome::Refused(why) => {
+                refused += 1;
+                ("refused", why.clone())
+            }
+        };
+        for (line, e) in &r.sample_errors {
+            if matches!(r.outcome, Outcome::Imported) {
+                eprintln!("  {}:{line}: {e}", path.display());
+            }
+        }
+        json.push(serde_json::json!({
+            "file": path.display().to_string(),
+            "source": source.name(),
+            "status": status,
+            "rows": r.rows,
+            "good": r.good,
+            "quarantined": r.quarantined,
+            "partitions": r.partitions.iter().map(|(d, n)| (time::format_date(*d), *n)).collect::<BTreeMap<_, _>>(),
+            "hash": r.hash,
+            "message": note,
+            "sample_errors": r.sample_errors.iter().map(|(l, e)| format!("line {l}: {e}")).collect::<Vec<_>>(),
+        }));
+        rows.push(vec![path.display().to_string(), status.to_string(), note]);
+    }
+    match f {
+        FormatArg::Json => print_json(&json)?,
+        other => print_batches(
+            &[strings_batch(&["file", "status", "details"], &rows)?],
+            other,
+        )?,
+    }
+    if refused > 0 {
+        eprintln!("{refused} file(s) refused; nothing of them was imported");
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("run `shoplake pipeline run` to process the new partitions");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pipeline_run(
+    env: &Env,
+    opts: &PipelineOptions,
+    f: FormatArg,
+) -> Result<pipeline::RunSummary> {
+    let lake = open_lake(env)?;
+    let spinner = StepSpinner::new(env.progress);
+    let summary = pipeline::run(&lake, &env.config, opts, &spinner).await?;
+    match f {
+        FormatArg::Json => print_json(&summary)?,
+        other => {
+            let rows: Vec<Vec<String>> = summary
+                .steps
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.rows_in.to_string(),
+                        s.rows_out.to_string(),
+                        s.rejected.to_string(),
+                        fmt_secs(s.seconds),
+                        s.detail.clone(),
+                    ]
+                })
+                .collect();
+            print_batches(
+                &[strings_batch(
+                    &[
+                        "step",
+                        "rows_in",
+                        "rows_out",
+                        "quarantined",
+                        "time",
+                        "detail",
+                    ],
+                    &rows,
+                )?],
+                other,
+            )?;
+            if matches!(other, FormatArg::Table) {
+                let mut text = String::new();
+                if summary.nothing_to_do() {
+                    text.push_str("nothing new in the raw zone (use --force to reprocess)\n");
+                } else {
+                    text.push_str(&format!(
+                        "{} date(s) processed in {}",
+                        summary.dates.len(),
+                        fmt_secs(summary.seconds)
+                    ));
+                    if summary.events > 0 {
+                        text.push_str(&format!(
+                            "; {} clickstream events ({:.0} events/s end to end)",
+                            summary.events,
+                            summary.events as f64 / summary.seconds
+                        ));
+                    }
+                    text.push('\n');
+                }
+                out(text.as_bytes())?;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+async fn sql(env: &Env, query: &str, f: FormatArg) -> Result<ExitCode> {
+    let query = if query == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        query.to_string()
+    };
+    let lake = open_lake(env)?;
+    let engine = QueryEngine::new(&lake, &env.config.query)?;
+    let batches = engine.query(&query).await?;
+    print_batches(&batches, f)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(env: &Env, a: ReportArgs) -> Result<ExitCode> {
+    let dir = env.config.query.reports_dir.as_deref();
+    if a.list {
+        let all = reports::all(dir)?;
+        let rows: Vec<Vec<String>> = all
+            .iter()
+            .map(|r| {
+                let params: Vec<String> = r
+                    .params
+                    .iter()
+                    .map(|(p, d)| match d {
+                        Some(d) => format!("{p}={d}"),
+                        None => p.clone(),
+                    })
+                    .collect();
+                vec![r.name.clone(), params.join(", "), r.description.clone()]
+            })
+            .collect();
+        print_batches(
+            &[strings_batch(&["report", "params", "description"], &rows)?],
+            a.format,
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let name = a.name.expect("clap requires a name without --list");
+    let mut params = BTreeMap::new();
+    if let Some(v) = a.from {
+        params.insert("from".to_string(), v);
+    }
+    if let Some(v) = a.to {
+        params.insert("to".to_string(), v);
+    }
+    for p in &a.params {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--param {p:?}: expected KEY=VALUE");
+        };
+        params.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let lake = open_lake(env)?;
+    let batches = run_report(env, &lake, &name, &params).await?;
+    print_batches(&batches, a.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_report(
+    env: &Env,
+    lake: &Lake,
+    name: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Vec<RecordBatch>> {
+    let r = reports::find(env.config.query.reports_dir.as_deref(), name)?;
+    let sql = r.render(params)?;
+    let engine = QueryEngine::new(lake, &env.config.query)?;
+    Ok(engine
+        .query(&sql)
+        .await
+        .with_context(|| format!("report {name}"))?)
+}
+
+async fn catalog_cmd(env: &Env, c: CatalogCommand) -> Result<ExitCode> {
+    match c {
+        CatalogCommand::Dictionary => {
+            out(schema::data_dictionary_markdown().as_bytes())?;
+        }
+        CatalogCommand::List { format } => {
+            let lake = open_lake(env)?;
+            let infos = catalog::list(&lake).await?;
+            if let FormatArg::Json = format {
+                print_json(&infos)?;
+            } else {
+                let rows: Vec<Vec<String>> = infos.iter().map(info_row).collect();
+                print_batches(&[strings_batch(INFO_HEADERS, &rows)?], format)?;
+            }
+        }
+        CatalogCommand::Describe { table, format } => {
+            let Some(t) = schema::find(&table) else {
+                let names: Vec<String> = schema::TABLES.iter().map(|t| t.qualified()).collect();
+                bail!("no table {table:?}; tables: {}", names.join(", "));
+            };
+            let lake = open_lake(env)?;
+            let info = catalog::describe(&lake, t).await?;
+            let cols: Vec<Vec<String>> = t
+                .columns
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.name.to_string(),
+                        c.ty.sql().to_string(),
+                        if c.nullable { "yes" } else { "no" }.to_string(),
+                        if Some(c.name) == t.partition {
+                            "partition"
+                        } else {
+                            ""
+                        }
+                        .to_string(),
+                        c.doc.to_string(),
+                    ]
+                })
+                .collect();
+            if let FormatArg::Json = format {
+                print_json(&serde_json::json!({
+                    "table": info,
+                    "doc": t.doc,
+                    "columns": t.columns.iter().map(|c| serde_json::json!({
+                        "name": c.name, "type": c.ty.sql(), "nullable": c.nullable, "doc": c.doc
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                if let FormatArg::Table = format {
+                    out(format!("{}\n{}\n\n", info.name, t.doc).as_bytes())?;
+                    print_batches(&[strings_batch(INFO_HEADERS, &[info_row(&info)])?], format)?;
+                    out(b"\n")?;
+                }
+                print_batches(
+                    &[strings_batch(
+                        &["column", "type", "nullable", "key", "meaning"],
+                        &cols,
+                    )?],
+                    format,
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const INFO_HEADERS: &[&str] = &[
+    "table",
+    "storage",
+    "rows",
+    "files",
+    "size",
+    "partitions",
+    "first",
+    "last",
+    "version",
+    "updated",
+];
+
+fn info_row(i: &catalog::TableInfo) -> Vec<String> {
+    let size = if i.bytes >= 1 << 20 {
+        format!("{:.1} MiB", i.bytes as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", i.bytes as f64 / 1024.0)
+    };
+    vec![
+        i.name.clone(),
+        i.storage.to_string(),
+        i.rows.map_or("-".into(), |r| r.to_string()),
+        i.files.to_string(),
+        size,
+        i.partitions.to_string(),
+        i.first_partition.clone().unwrap_or_default(),
+        i.last_partition.clone().unwrap_or_default(),
+        i.version.map_or("-".into(), |v| v.to_string()),
+        i.last_update.clone().unwrap_or_default(),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+
+async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
+    let lake = open_lake(env)?;
+    let has_data = Source::ALL.iter().any(|s| {
+        catalog::list_raw_files(&lake.raw_dir(*s))
+            .map(|f| !f.is_empty())
+            .unwrap_or(false)
+    });
+    if has_data && !a.regenerate {
+        eprintln!(
+            "{} already holds raw data; using it (pass --regenerate to write fresh sample data)",
+            lake.root().display()
+        );
+    } else {
+        generate(env, &a.sizes)?;
+    }
+    let summary = pipeline_run(env, &PipelineOptions::default(), FormatArg::Table).await?;
+    let _ = summary;
+    let headline: &[(&str, &str, &[(&str, &str)])] = &[
+        ("Revenue by week", "revenue_trends", &[("grain", "week")]),
+        ("Top products", "top_products", &[("limit", "10")]),
+        ("Revenue by category", "revenue_by_category", &[]),
+        ("Conversion funnel", "conversion_funnel", &[]),
+        ("Customer segments (RFM)", "customer_segments", &[]),
+        (
+            "Frequently bought together",
+            "product_affinity",
+            &[("limit", "10")],
+        ),
+    ];
+    for (title, name, params) in headline {
+        let params: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let batches = run_report(env, &lake, name, &params).await?;
+        let mut buf = Vec::new();
+        if let FormatArg::Table = a.format {
+            writeln!(buf, "\n== {title}  (shoplake report {name})")?;
+        }
+        write_batches(&mut buf, &batches, fmt(a.format))?;
+        out(&buf)?;
+    }
+    if std::io::stdout().is_terminal() {
+        out(format!(
+            "\nThe lake is in {}. Next: `shoplake report --list`, `shoplake sql \"SELECT ...\"`, `shoplake catalog list`.\n",
+            lake.root().display()
+        ).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

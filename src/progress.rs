@@ -1,0 +1,62 @@
+//! Progress on a terminal (indicatif); nothing in pipes and CI.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use shoplake_jobs::pipeline::{Observer, StepReport, fmt_secs};
+
+/// Draws one spinner per pipeline step.
+pub struct StepSpinner {
+    enabled: bool,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl StepSpinner {
+    /// A spinner drawn only when `enabled`.
+    pub fn new(enabled: bool) -> Self {
+        StepSpinner {
+            enabled,
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Observer for StepSpinner {
+    fn step_started(&self, name: &str) {
+        tracing::debug!(step = name, "step started");
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+        );
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        *self.bar.lock().expect("unpoisoned") = Some(bar);
+    }
+
+    fn step_finished(&self, r: &StepReport) {
+        tracing::debug!(step = %r.name, rows_in = r.rows_in, rows_out = r.rows_out, rejected = r.rejected, seconds = r.seconds, "step finished");
+        if let Some(bar) = self.bar.lock().expect("unpoisoned").take() {
+            bar.finish_and_clear();
+            eprintln!("✓ {:<22} {:>8}  {}", r.name, fmt_secs(r.seconds), r.detail);
+        }
+    }
+}
+
+/// A byte/row counter bar for long loops; hidden when not enabled.
+pub fn counter(enabled: bool, total: u64, what: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
