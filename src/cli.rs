@@ -84,7 +84,7 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Validate files and route their rows: good rows to raw, bad rows to quarantine.
     Import(ImportArgs),
-    /// Run or inspect the pipeline.
+    /// Run the pipeline.
     #[command(subcommand)]
     Pipeline(PipelineCommand),
     /// Run a read-only SQL query over the lake.
@@ -203,6 +203,9 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
+    /// Print the row count and the query's time to stderr.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 /// `report`
@@ -226,6 +229,9 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
+    /// Print the row count and the query's time to stderr.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 /// `catalog ...`

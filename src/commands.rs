@@ -41,7 +41,7 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
                 .await
                 .map(|_| ExitCode::SUCCESS)
         }
-        Command::Sql(a) => sql(env, &a.query, a.format).await,
+        Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
         Command::Catalog(c) => catalog_cmd(env, c).await,
         Command::Config => {
@@ -304,7 +304,17 @@ async fn pipeline_run(
     Ok(summary)
 }
 
-async fn sql(env: &Env, query: &str, f: FormatArg) -> Result<ExitCode> {
+fn print_timing(on: bool, batches: &[RecordBatch], t0: Instant) {
+    if on {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        eprintln!(
+            "{rows} rows in {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+async fn sql(env: &Env, query: &str, f: FormatArg, timing: bool) -> Result<ExitCode> {
     let query = if query == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s)?;
@@ -313,8 +323,10 @@ async fn sql(env: &Env, query: &str, f: FormatArg) -> Result<ExitCode> {
         query.to_string()
     };
     let lake = open_lake(env)?;
+    let t0 = Instant::now();
     let engine = QueryEngine::new(&lake, &env.config.query)?;
     let batches = engine.query(&query).await?;
+    print_timing(timing, &batches, t0);
     print_batches(&batches, f)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -358,7 +370,9 @@ async fn report(env: &Env, a: ReportArgs) -> Result<ExitCode> {
         params.insert(k.trim().to_string(), v.trim().to_string());
     }
     let lake = open_lake(env)?;
+    let t0 = Instant::now();
     let batches = run_report(env, &lake, &name, &params).await?;
+    print_timing(a.timing, &batches, t0);
     print_batches(&batches, a.format)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -372,10 +386,10 @@ async fn run_report(
     let r = reports::find(env.config.query.reports_dir.as_deref(), name)?;
     let sql = r.render(params)?;
     let engine = QueryEngine::new(lake, &env.config.query)?;
-    Ok(engine
+    engine
         .query(&sql)
         .await
-        .with_context(|| format!("report {name}"))?)
+        .with_context(|| format!("report {name}"))
 }
 
 async fn catalog_cmd(env: &Env, c: CatalogCommand) -> Result<ExitCode> {
@@ -497,7 +511,12 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
     }
     let summary = pipeline_run(env, &PipelineOptions::default(), FormatArg::Table).await?;
     let _ = summary;
-    let headline: &[(&str, &str, &[(&str, &str)])] = &[
+    type Headline = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+    let headline: &[Headline] = &[
         ("Revenue by week", "revenue_trends", &[("grain", "week")]),
         ("Top products", "top_products", &[("limit", "10")]),
         ("Revenue by category", "revenue_by_category", &[]),

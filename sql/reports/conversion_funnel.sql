@@ -5,7 +5,7 @@
 WITH d AS (
     SELECT
         device_type,
-        SUM(sessions) AS s1,
+        SUM(page_view_sessions) AS s1,
         SUM(product_view_sessions) AS s2,
         SUM(cart_sessions) AS s3,
         SUM(checkout_sessions) AS s4,
@@ -15,7 +15,10 @@ WITH d AS (
     GROUP BY device_type
 ),
 f AS (
-    SELECT 'all' AS device_type, SUM(s1) AS s1, SUM(s2) AS s2, SUM(s3) AS s3, SUM(s4) AS s4, SUM(s5) AS s5 FROM d
+    SELECT 'all' AS device_type,
+        COALESCE(SUM(s1), 0) AS s1, COALESCE(SUM(s2), 0) AS s2, COALESCE(SUM(s3), 0) AS s3,
+        COALESCE(SUM(s4), 0) AS s4, COALESCE(SUM(s5), 0) AS s5
+    FROM d
     UNION ALL
     SELECT device_type, s1, s2, s3, s4, s5 FROM d
 ),

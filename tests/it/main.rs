@@ -1,1 +1,10 @@
+//! The end-to-end integration tests of shoplake: one test binary, one module
+//! per area. Shared helpers (data set setup, query results, the independent
+//! model of every report) live in `common`.
 
+mod common;
+
+mod cli;
+mod crash;
+mod docs;
+mod pipeline;

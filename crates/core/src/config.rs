@@ -234,8 +234,15 @@ impl Default for QueryConfig {
     }
 }
 
-/// Environment variables the command line reads itself (not config keys).
-pub const CLI_ENV: &[&str] = &["SHOPLAKE_DATA", "SHOPLAKE_CONFIG", "SHOPLAKE_PROFILE"];
+/// `SHOPLAKE_*` environment variables that are not config keys: read by the
+/// command line itself, or by tests (`SHOPLAKE_FAILPOINT` simulates a crash).
+pub const NON_CONFIG_ENV: &[&str] = &[
+    "SHOPLAKE_DATA",
+    "SHOPLAKE_CONFIG",
+    "SHOPLAKE_PROFILE",
+    "SHOPLAKE_WRITE_KEYS",
+    "SHOPLAKE_FAILPOINT",
+];
 
 impl Config {
     /// Loads the configuration from the file's text (empty for none), the
@@ -277,7 +284,7 @@ impl Config {
             }
         }
         for (k, v) in &env {
-            if CLI_ENV.contains(&k.as_str()) || k == "SHOPLAKE_WRITE_KEYS" {
+            if NON_CONFIG_ENV.contains(&k.as_str()) {
                 continue;
             }
             let path = env_key_path(k);

@@ -299,7 +299,7 @@ pub const RAW_REVIEWS: Table = Table {
 pub const TRANSACTIONS: Table = Table {
     zone: Zone::Processed,
     name: "transactions",
-    doc: "The shop's book of record: one row per order line, from transaction files (and, later, the orders API). Deduplicated by `transaction_id`.",
+    doc: "The shop's book of record: one row per order line, from transaction files (and, later, the orders API). Deduplicated by `transaction_id` within each date partition (the later row wins).",
     storage: Storage::Delta,
     partition: Some("date"),
     columns: &[
@@ -380,7 +380,7 @@ pub const PRODUCTS: Table = Table {
 pub const REVIEWS: Table = Table {
     zone: Zone::Processed,
     name: "reviews",
-    doc: "Product reviews, deduplicated by `review_id` (the newest file wins).",
+    doc: "Product reviews, deduplicated by `review_id` within each date partition (the later row wins).",
     storage: Storage::Delta,
     partition: Some("date"),
     columns: &[
@@ -428,7 +428,7 @@ pub const EVENTS: Table = Table {
         c(
             "received_at",
             Timestamp,
-            "Server time (for files: when the pipeline read the file).",
+            "Server time (for files: the file's modification time, when it landed).",
         ),
         n(
             "anonymous_id",
@@ -528,7 +528,7 @@ pub const SESSIONS: Table = Table {
         c(
             "traffic_medium",
             Text,
-            "utm_medium of the landing page, else `none`.",
+            "utm_medium of the landing page; `unknown` when it has a utm_source but no medium, else `none`.",
         ),
         n("campaign", Text, "utm_campaign of the landing page."),
         n("country", Text, "Country of the first event."),
@@ -740,6 +740,11 @@ pub const FUNNEL_DAILY: Table = Table {
         c("traffic_source", Text, "utm_source or `direct`."),
         c("sessions", BigInt, "Sessions."),
         c(
+            "page_view_sessions",
+            BigInt,
+            "Sessions that reached the first funnel step (any page, product, cart, checkout or purchase event).",
+        ),
+        c(
             "product_view_sessions",
             BigInt,
             "Sessions that reached a product view.",
@@ -769,7 +774,11 @@ pub const SESSIONS_DAILY: Table = Table {
         c("date", Date, "Day (UTC)."),
         c("device_type", Text, "Device."),
         c("traffic_source", Text, "utm_source or `direct`."),
-        c("traffic_medium", Text, "utm_medium or `none`."),
+        c(
+            "traffic_medium",
+            Text,
+            "utm_medium, `unknown` or `none` (as in processed.sessions).",
+        ),
         n("campaign", Text, "utm_campaign."),
         c("sessions", BigInt, "Sessions."),
         c("bounces", BigInt, "Single-event sessions."),
@@ -793,11 +802,15 @@ const QUARANTINE_COLUMNS: &[Column] = &[
         "`import` (the file validator) or `pipeline` (files found in the raw zone).",
     ),
     c("source_file", Text, "The file the row came from."),
-    c("file_hash", Text, "BLAKE3 of the file's bytes."),
+    c(
+        "file_hash",
+        Text,
+        "BLAKE3 of the file's content (after decompression).",
+    ),
     c(
         "line",
         BigInt,
-        "1-based line (CSV: physical line of the record's start; JSON array: element number).",
+        "1-based physical line where the row starts (0: the whole file was refused).",
     ),
     n("column", Text, "The column at fault, if one is."),
     c("reason", Text, "Why the row was rejected."),

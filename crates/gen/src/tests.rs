@@ -1163,27 +1163,6 @@ fn progress_is_reported_sparingly_and_files_are_replaced() {
     assert_eq!(data.tx.len(), cfg.transactions);
 }
 
-/// Speed check (release): `cargo test --release -p shoplake-gen -- --ignored --nocapture large_generation_speed`.
-#[test]
-#[ignore = "a timing run: use --release"]
-fn large_generation_speed() {
-    let cfg = GenConfig {
-        transactions: 1_000_000,
-        clickstream: 2_000_000,
-        customers: 50_000,
-        products: 2_000,
-        reviews: 50_000,
-        days: 90,
-        ..GenConfig::default()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let t = std::time::Instant::now();
-    let summary = generate(&cfg, dir.path(), &|_, _| {}).unwrap();
-    let secs = t.elapsed().as_secs_f64();
-    println!("{secs:.2}s for {summary:#?}");
-    assert_eq!(summary.rows[&Source::Transactions], 1_000_000);
-}
-
 #[test]
 fn tiny_and_extreme_configs_still_give_valid_files() {
     let cases = [

@@ -35,9 +35,9 @@ LEFT JOIN processed.products p ON p.product_id = t.product_id
 WHERE t.{{dates}}";
 
 const PRODUCT_PERFORMANCE: &str = "
-WITH sales AS (
-    SELECT date, product_id,
-        COUNT(DISTINCT basket_id) AS orders,
+WITH lines AS (
+    -- one row per product and basket first: COUNT(DISTINCT) per group is slow
+    SELECT date, product_id, basket_id,
         COUNT(*) AS order_lines,
         SUM(quantity) AS units,
         SUM(line_total) AS gross_revenue,
@@ -46,6 +46,19 @@ WITH sales AS (
         SUM(CASE WHEN is_returned THEN quantity ELSE 0 END) AS returned_units,
         SUM(CASE WHEN is_returned THEN line_total ELSE CAST(0 AS DECIMAL(18, 2)) END) AS refunded_amount
     FROM curated.order_lines WHERE {{dates}}
+    GROUP BY date, product_id, basket_id
+),
+sales AS (
+    SELECT date, product_id,
+        COUNT(*) AS orders,
+        SUM(order_lines) AS order_lines,
+        SUM(units) AS units,
+        SUM(gross_revenue) AS gross_revenue,
+        SUM(net_revenue) AS net_revenue,
+        SUM(returned_lines) AS returned_lines,
+        SUM(returned_units) AS returned_units,
+        SUM(refunded_amount) AS refunded_amount
+    FROM lines
     GROUP BY date, product_id
 ),
 views AS (
@@ -101,6 +114,7 @@ ORDER BY x.date, product_a, product_b";
 const FUNNEL_DAILY: &str = "
 SELECT date, device_type, traffic_source,
     COUNT(*) AS sessions,
+    SUM(CASE WHEN funnel_stage >= 1 THEN 1 ELSE 0 END) AS page_view_sessions,
     SUM(CASE WHEN funnel_stage >= 2 THEN 1 ELSE 0 END) AS product_view_sessions,
     SUM(CASE WHEN funnel_stage >= 3 THEN 1 ELSE 0 END) AS cart_sessions,
     SUM(CASE WHEN funnel_stage >= 4 THEN 1 ELSE 0 END) AS checkout_sessions,
@@ -127,17 +141,29 @@ ORDER BY date, device_type, traffic_source, traffic_medium, campaign";
 /// so a large tie (e.g. every one-order customer) gets one fair score:
 /// score = 1 + ⌊5 × ((rank − 1) + (ties − 1) / 2) / n⌋.
 const CUSTOMERS: &str = "
-WITH o AS (
-    SELECT customer_id,
-        MIN(date) AS first_purchase_date,
-        MAX(date) AS last_purchase_date,
-        COUNT(DISTINCT basket_id) AS orders,
+WITH b AS (
+    SELECT customer_id, basket_id,
+        MIN(date) AS first_date,
+        MAX(date) AS last_date,
         COUNT(*) AS order_lines,
         SUM(quantity) AS units,
         SUM(line_total) AS gross_revenue,
         SUM(CASE WHEN is_returned THEN line_total ELSE CAST(0 AS DECIMAL(18, 2)) END) AS refunded_revenue,
         SUM(CASE WHEN is_returned THEN 1 ELSE 0 END) AS returned_lines
     FROM curated.order_lines
+    GROUP BY customer_id, basket_id
+),
+o AS (
+    SELECT customer_id,
+        MIN(first_date) AS first_purchase_date,
+        MAX(last_date) AS last_purchase_date,
+        COUNT(*) AS orders,
+        SUM(order_lines) AS order_lines,
+        SUM(units) AS units,
+        SUM(gross_revenue) AS gross_revenue,
+        SUM(refunded_revenue) AS refunded_revenue,
+        SUM(returned_lines) AS returned_lines
+    FROM b
     GROUP BY customer_id
 ),
 asof AS (SELECT MAX(date) AS d FROM curated.order_lines),
@@ -188,16 +214,27 @@ FROM scored s LEFT JOIN r ON r.customer_id = s.customer_id
 ORDER BY s.customer_id";
 
 const DAILY_KPIS: &str = "
-WITH s AS (
-    SELECT date,
+WITH b AS (
+    SELECT date, basket_id, customer_id,
         SUM(line_total) AS gross_revenue,
         SUM(CASE WHEN is_returned THEN line_total ELSE CAST(0 AS DECIMAL(18, 2)) END) AS refunded_revenue,
-        COUNT(DISTINCT basket_id) AS orders,
         COUNT(*) AS order_lines,
         SUM(quantity) AS units,
-        COUNT(DISTINCT customer_id) AS customers,
         SUM(CASE WHEN is_returned THEN 1 ELSE 0 END) AS returned_lines
-    FROM curated.order_lines GROUP BY date
+    FROM curated.order_lines GROUP BY date, basket_id, customer_id
+),
+c AS (SELECT date, COUNT(*) AS customers FROM (SELECT DISTINCT date, customer_id FROM b) GROUP BY date),
+s AS (
+    SELECT b.date,
+        SUM(gross_revenue) AS gross_revenue,
+        SUM(refunded_revenue) AS refunded_revenue,
+        COUNT(*) AS orders,
+        SUM(order_lines) AS order_lines,
+        SUM(units) AS units,
+        MAX(c.customers) AS customers,
+        SUM(returned_lines) AS returned_lines
+    FROM b JOIN c ON c.date = b.date
+    GROUP BY b.date
 ),
 n AS (SELECT first_purchase_date AS date, COUNT(*) AS new_customers FROM curated.customers GROUP BY first_purchase_date),
 x AS (
@@ -307,7 +344,13 @@ pub async fn build(lake: &Lake, engine: &QueryEngine, model: &Model, dates: &[i3
     } else {
         (model.sql.to_string(), WriteMode::Overwrite)
     };
+    let t0 = std::time::Instant::now();
     let batches = engine.run_internal(&sql).await?;
+    tracing::debug!(
+        model = model.table.name,
+        ms = t0.elapsed().as_millis() as u64,
+        "model computed"
+    );
     let stats = lake.write(model.table, batches, mode).await?;
     Ok(stats.rows)
 }

@@ -30,6 +30,9 @@ use shoplake_lake::quarantine::{QuarantineBuilder, Stage};
 
 use crate::error::{JobError, Result};
 
+/// Raw files grouped by their date partition.
+pub type Partitions = [(i32, Vec<RawFile>)];
+
 /// What the ETL needs to know besides the files.
 #[derive(Debug, Clone)]
 pub struct EtlContext {
@@ -189,7 +192,7 @@ fn dedup_last(batch: RecordBatch, ids: &[String]) -> Result<(RecordBatch, u64)> 
 // transactions
 
 /// processed.transactions rows for the given partitions.
-pub fn transactions(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+pub fn transactions(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     let outs = par_map(parts, ctx.threads, |(date, files)| {
         transactions_date(ctx, *date, files)
     });
@@ -297,7 +300,7 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
 // reviews
 
 /// processed.reviews rows for the given partitions.
-pub fn reviews(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+pub fn reviews(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     let outs = par_map(parts, ctx.threads, |(date, files)| {
         reviews_date(ctx, *date, files)
     });
@@ -400,7 +403,7 @@ fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOut
 
 /// processed.products from every product file: the newest version of each
 /// product wins (files in partition-date then name order, rows in file order).
-pub fn products(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     struct P {
         name: String,
         category: String,
@@ -540,7 +543,7 @@ struct ClickUnit<'a> {
 }
 
 /// processed.events rows for the given clickstream partitions.
-pub fn clickstream(ctx: &EtlContext, parts: &[(i32, Vec<RawFile>)]) -> Result<EtlOutput> {
+pub fn clickstream(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     let mut out = EtlOutput::default();
     // Load every file (parallel), skipping same-content copies in a partition.
     let flat: Vec<(i32, &RawFile)> = parts
@@ -726,6 +729,7 @@ fn click_event<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Array;
 
     fn ctx(root: &Path) -> EtlContext {
         EtlContext {

@@ -240,9 +240,18 @@ async fn commit_etl(
 fn spawn_etl(
     ctx: EtlContext,
     parts: Vec<(i32, Vec<RawFile>)>,
-    f: fn(&EtlContext, &[(i32, Vec<RawFile>)]) -> Result<EtlOutput>,
+    f: fn(&EtlContext, &etl::Partitions) -> Result<EtlOutput>,
 ) -> tokio::task::JoinHandle<Result<EtlOutput>> {
-    tokio::task::spawn_blocking(move || f(&ctx, &parts))
+    tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        let r = f(&ctx, &parts);
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            rows = r.as_ref().map_or(0, |o| o.rows_out),
+            "ETL parse finished"
+        );
+        r
+    })
 }
 
 async fn join(h: tokio::task::JoinHandle<Result<EtlOutput>>) -> Result<EtlOutput> {
@@ -260,14 +269,14 @@ pub async fn run(
     let t_run = Instant::now();
     let now_micros = chrono::Utc::now().timestamp_micros();
     let run_id = format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
-    if let (Some(f), Some(t)) = (opts.from, opts.to) {
-        if f > t {
-            return Err(JobError::Invalid(format!(
-                "--from {} is after --to {}",
-                time::format_date(f),
-                time::format_date(t)
-            )));
-        }
+    if let (Some(f), Some(t)) = (opts.from, opts.to)
+        && f > t
+    {
+        return Err(JobError::Invalid(format!(
+            "--from {} is after --to {}",
+            time::format_date(f),
+            time::format_date(t)
+        )));
     }
     let threads = match cfg.pipeline.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -419,7 +428,12 @@ pub async fn run(
                 "SELECT {} FROM processed.events WHERE {dp}",
                 sessions::EVENT_COLUMNS
             );
+            let t1 = Instant::now();
             let evs = r.engine.run_internal(&sql).await?;
+            tracing::debug!(
+                ms = t1.elapsed().as_millis() as u64,
+                "read events back for sessionisation"
+            );
             let timeout = cfg.pipeline.session_timeout_minutes;
             let sess = tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout))
                 .await

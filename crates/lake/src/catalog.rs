@@ -92,10 +92,10 @@ pub async fn describe(lake: &Lake, t: &Table) -> Result<TableInfo> {
                     .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
                     .and_then(|v| v.get("numRecords").and_then(|n| n.as_u64()))
                     .unwrap_or(0);
-                if t.partition.is_some() {
-                    if let Some(Some(d)) = f.partition_values_map().get("date") {
-                        parts.insert(d.clone());
-                    }
+                if t.partition.is_some()
+                    && let Some(Some(d)) = f.partition_values_map().get("date")
+                {
+                    parts.insert(d.clone());
                 }
             }
             info.rows = Some(rows);

@@ -28,14 +28,14 @@ pub enum LakeError {
         /// `zone.name` of the table.
         table: String,
         /// The delta-rs error.
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// Arrow or Parquet could not encode or decode data.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// A query over the lake failed.
     #[error("datafusion: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(Box<datafusion::error::DataFusionError>),
     /// Data broke an invariant the lake relies on: a bug upstream.
     #[error("internal: {0}")]
     Internal(String),
@@ -54,7 +54,13 @@ impl LakeError {
     pub fn delta(table: impl Into<String>, source: deltalake::DeltaTableError) -> Self {
         LakeError::Delta {
             table: table.into(),
-            source,
+            source: Box::new(source),
         }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for LakeError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        LakeError::DataFusion(Box::new(e))
     }
 }

@@ -262,17 +262,16 @@ where
         rows: 0,
     };
     let mut rec = csv::ByteRecord::new();
+    let mut lines = LineCounter::default();
     loop {
         let start = rdr.position().byte() as usize;
-        let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
                 // An unterminated quote swallows the rest of the file: refuse
                 // only that row, with what csv says.
-                let end = text.len();
-                let raw = text[start..end].trim_matches(['\r', '\n']);
+                let (line, raw) = lines.locate(text, start, text.len());
                 shape.rows += 1;
                 f(
                     Row { line, raw },
@@ -282,8 +281,7 @@ where
             }
         }
         let end = rdr.position().byte() as usize;
-        let raw = text[start..end].trim_end_matches(['\r', '\n']);
-        let line = rec.position().map_or(line, |p| p.line());
+        let (line, raw) = lines.locate(text, start, end);
         if rec.len() == 1 && rec[0].is_empty() {
             continue; // blank line
         }
@@ -322,6 +320,30 @@ where
     Ok(shape)
 }
 
+/// Line numbers from byte offsets (the csv crate miscounts lines ending in
+/// `\r\n`), counted incrementally as the reader moves forward.
+#[derive(Default)]
+struct LineCounter {
+    pos: usize,
+    line: u64,
+}
+
+impl LineCounter {
+    /// The 1-based line where the record in `text[start..end]` begins (after
+    /// any blank lines) and the record's text without line terminators.
+    fn locate<'t>(&mut self, text: &'t str, start: usize, end: usize) -> (u64, &'t str) {
+        let raw = &text[start..end];
+        let trimmed = raw.trim_start_matches(['\r', '\n']);
+        let begin = start + (raw.len() - trimmed.len());
+        if self.line == 0 {
+            self.line = 1;
+        }
+        self.line += memchr::memchr_iter(b'\n', &text.as_bytes()[self.pos..begin]).count() as u64;
+        self.pos = begin;
+        (self.line, trimmed.trim_end_matches(['\r', '\n']))
+    }
+}
+
 /// Splits JSON-lines text into at most `n` chunks at line boundaries, each
 /// with the 1-based line number of its first line, for parallel parsing.
 pub fn split_lines(text: &str, n: usize) -> Vec<(u64, &str)> {
@@ -350,14 +372,12 @@ pub fn split_lines(text: &str, n: usize) -> Vec<(u64, &str)> {
 mod tests {
     use super::*;
 
-    fn collect(
-        source: Source,
-        format: Format,
-        text: &str,
-    ) -> (
+    type Collected = (
         Result<FileShape, String>,
         Vec<(u64, String, Result<(), String>)>,
-    ) {
+    );
+
+    fn collect(source: Source, format: Format, text: &str) -> Collected {
         let mut rows = Vec::new();
         let shape = for_each_row(source, format, text, 1, |row, rec| {
             let res = rec

@@ -152,15 +152,15 @@ pub async fn import_file(
     lock.lock().map_err(|e| LakeError::io(&lock_path, e))?;
 
     let mut manifest: Manifest = state::read_json(&manifest_path(lake))?;
-    if let Some(prev) = manifest.get(&report.hash) {
-        if prev.source == source.name() {
-            report.outcome = Outcome::AlreadyImported {
-                at: prev.imported_at.clone(),
-                file: prev.file.clone(),
-            };
-            report.rows = prev.rows;
-            return Ok(report);
-        }
+    if let Some(prev) = manifest.get(&report.hash)
+        && prev.source == source.name()
+    {
+        report.outcome = Outcome::AlreadyImported {
+            at: prev.imported_at.clone(),
+            file: prev.file.clone(),
+        };
+        report.rows = prev.rows;
+        return Ok(report);
     }
 
     let today = opts.now_micros.div_euclid(time::MICROS_PER_DAY) as i32;

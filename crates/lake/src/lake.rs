@@ -187,6 +187,7 @@ impl Lake {
         batches: Vec<RecordBatch>,
         mode: WriteMode,
     ) -> Result<WriteStats> {
+        let t0 = std::time::Instant::now();
         let table = self.ensure_table(t).await?;
         let batches: Vec<RecordBatch> = batches
             .into_iter()
@@ -235,6 +236,7 @@ impl Lake {
                 w.await.map_err(err)?
             }
         };
+        tracing::debug!(table = %t.qualified(), rows, ms = t0.elapsed().as_millis() as u64, "committed");
         Ok(WriteStats {
             version: table.version(),
             rows,

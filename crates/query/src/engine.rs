@@ -6,25 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::csv::CsvFormat;
-use datafusion::datasource::file_format::json::JsonFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::DataFusionError;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use shoplake_core::config::QueryConfig;
 use shoplake_core::schema::{Storage, TABLES, Table, Zone};
-use shoplake_core::sources::{Format, Source};
 use shoplake_lake::Lake;
 
 use crate::error::{QueryError, Result};
+use crate::raw::RawFilesTable;
 
 /// The catalog name of the lake in SQL.
 pub const CATALOG: &str = "shoplake";
@@ -124,7 +118,14 @@ fn explain_error(e: DataFusionError, _sql: &str) -> QueryError {
             tables.join(", ")
         ));
     }
-    if lower.contains("not allowed") || lower.contains("unsupported") && lower.contains("statement")
+    if [
+        "ddl not supported",
+        "dml not supported",
+        "statement not supported",
+        "not allowed",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
     {
         return QueryError::ReadOnly(msg);
     }
@@ -133,7 +134,7 @@ fn explain_error(e: DataFusionError, _sql: &str) -> QueryError {
             QueryError::Plan(msg)
         }
         DataFusionError::ResourcesExhausted(..) => QueryError::Resources(msg),
-        other => QueryError::DataFusion(other),
+        other => QueryError::DataFusion(Box::new(other)),
     }
 }
 
@@ -175,7 +176,7 @@ impl SchemaProvider for LakeSchema {
                 Some(table) => table.table_provider().await?,
                 None => Arc::new(MemTable::try_new(t.schema(), vec![vec![]])?),
             },
-            Storage::Files => raw_files_table(&self.lake, t).await?,
+            Storage::Files => Arc::new(RawFilesTable::new(&self.lake, t)),
         };
         Ok(Some(provider))
     }
@@ -183,36 +184,4 @@ impl SchemaProvider for LakeSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.find(name).is_some()
     }
-}
-
-/// A listing table over the landing files of a raw source: every column as
-/// text, `date` from the folder name. Compressed files are not listed.
-async fn raw_files_table(
-    lake: &Lake,
-    t: &Table,
-) -> Result<Arc<dyn TableProvider>, DataFusionError> {
-    let source = Source::parse(t.name).expect("raw file tables are sources");
-    let dir = lake.raw_dir(source);
-    std::fs::create_dir_all(&dir)?;
-    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
-    let (_, format) = source.default_file();
-    let file_schema = Arc::new(Schema::new(
-        t.columns
-            .iter()
-            .filter(|c| Some(c.name) != t.partition)
-            .map(|c| Field::new(c.name, DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let options = match format {
-        Format::Csv => ListingOptions::new(Arc::new(CsvFormat::default().with_has_header(true)))
-            .with_file_extension(".csv"),
-        Format::Json => {
-            ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".json")
-        }
-    }
-    .with_table_partition_cols(vec![("date".to_string(), DataType::Date32)]);
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(file_schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
 }

@@ -23,11 +23,17 @@ pub enum QueryError {
     Report(String),
     /// Execution failed.
     #[error("{0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(Box<datafusion::error::DataFusionError>),
     /// Output could not be written.
     #[error("{0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// The lake failed.
     #[error(transparent)]
     Lake(#[from] shoplake_lake::LakeError),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        QueryError::DataFusion(Box::new(e))
+    }
 }

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod output;
+pub mod raw;
 pub mod reports;
 
 mod engine;

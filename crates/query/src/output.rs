@@ -46,29 +46,61 @@ pub fn write_batches(
                 .with_header(true)
                 .build(out);
             for b in batches {
-                w.write(b)?;
+                w.write(&flatten_nested(b)?)?;
             }
         }
         OutputFormat::Json => {
+            // ArrayWriter writes `[]` for no rows by itself
             let mut w = arrow::json::ArrayWriter::new(out);
             for b in batches {
                 w.write(b)?;
             }
             w.finish()?;
-            // ArrayWriter writes nothing for zero rows
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                w.into_inner()
-                    .write_all(b"[]")
-                    .map_err(arrow::error::ArrowError::from)?;
-            } else {
-                let inner = w.into_inner();
-                inner
-                    .write_all(b"\n")
-                    .map_err(arrow::error::ArrowError::from)?;
-            }
+            w.into_inner()
+                .write_all(b"\n")
+                .map_err(arrow::error::ArrowError::from)?;
         }
     }
     Ok(())
+}
+
+/// CSV has no nested values: lists and structs become their display text.
+fn flatten_nested(b: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if f.data_type().is_nested() {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+            let mut s = StringBuilder::new();
+            for i in 0..c.len() {
+                if c.is_null(i) {
+                    s.append_null();
+                } else {
+                    s.append_value(fmt.value(i).to_string());
+                }
+            }
+            fields.push(Field::new(f.name(), DataType::Utf8, true));
+            cols.push(std::sync::Arc::new(s.finish()));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        cols,
+    )?)
 }
 
 /// `batches` formatted as a string.

@@ -157,10 +157,10 @@ impl Report {
             check_param(p, &value).map_err(|e| QueryError::Report(format!("{p}: {e}")))?;
             sql = sql.replace(&format!("{{{{{p}}}}}"), &value);
         }
-        if let (Some(f), Some(t)) = (given.get("from"), given.get("to")) {
-            if f > t {
-                return Err(QueryError::Report(format!("from {f} is after to {t}")));
-            }
+        if let (Some(f), Some(t)) = (given.get("from"), given.get("to"))
+            && f > t
+        {
+            return Err(QueryError::Report(format!("from {f} is after to {t}")));
         }
         Ok(sql)
     }

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""shoplake batch-path benchmark (stdlib only).
+
+For each size (clickstream events): generate a data set, import its files into
+a second data directory (rows/s of the file validator), run the pipeline on
+the generated data from scratch (events/s end to end, peak RSS via GNU time),
+then run every report several times (median wall time of the whole `shoplake
+report` process, and the query time the process reports with --timing).
+Results go to BENCHMARKS.md and bench/out/results.json.
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(cmd):
+    """Runs cmd under GNU time; returns (wall seconds, peak RSS MiB, stdout, stderr)."""
+    full = ["/usr/bin/time", "-f", "__TIME__ %e %M"] + cmd
+    t0 = time.perf_counter()
+    p = subprocess.run(full, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    m = re.search(r"__TIME__ ([\d.]+) (\d+)", p.stderr)
+    rss = int(m.group(2)) / 1024 if m else float("nan")
+    return wall, rss, p.stdout, p.stderr
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    rustc = sh(["rustc", "--version"]).stdout.strip()
+    commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "rustc": rustc,
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def sizes_for(events):
+    return {
+        "clickstream": events,
+        "transactions": events // 10,
+        "customers": max(2000, events // 100),
+        "products": max(500, min(5000, events // 2000)),
+        "reviews": max(1000, events // 100),
+        "days": 90,
+    }
+
+
+def bench_size(binary, events, runs):
+    s = sizes_for(events)
+    base = os.path.join(OUT, f"data-{events}")
+    shutil.rmtree(base, ignore_errors=True)
+    gen_dir, imp_dir = os.path.join(base, "gen"), os.path.join(base, "import")
+    res = {"events": events, "sizes": s}
+
+    args = [binary, "--data", gen_dir, "-q", "generate"]
+    for k in ("customers", "products", "transactions", "clickstream", "reviews", "days"):
+        args += [f"--{k}", str(s[k])]
+    wall, rss, _, _ = timed(args)
+    res["generate"] = {"seconds": wall, "peak_rss_mib": rss}
+    print(f"[{events}] generate {wall:.1f}s", flush=True)
+
+    # import: the generated files, as a shop would upload them
+    res["import"] = {}
+    for source, name in (("transactions", "transactions.csv"), ("clickstream", "clickstream.json")):
+        files = sorted(glob.glob(os.path.join(gen_dir, "lake", "raw", source, "date=*", name)))
+        wall, rss, out, _ = timed([binary, "--data", imp_dir, "-q", "import", "--source", source, "--format", "json"] + files)
+        rows = sum(r["rows"] for r in json.loads(out))
+        mib = sum(os.path.getsize(f) for f in files) / 2**20
+        res["import"][source] = {"rows": rows, "seconds": wall, "rows_per_s": rows / wall, "mib_per_s": mib / wall, "peak_rss_mib": rss}
+        print(f"[{events}] import {source}: {rows} rows {wall:.1f}s ({rows / wall:,.0f} rows/s)", flush=True)
+
+    # pipeline from scratch on the generated data
+    wall, rss, out, _ = timed([binary, "--data", gen_dir, "-q", "pipeline", "run", "--format", "json"])
+    summary = json.loads(out)
+    res["pipeline"] = {
+        "seconds": wall,
+        "events": summary["events"],
+        "events_per_s": summary["events"] / wall,
+        "peak_rss_mib": rss,
+        "steps": {st["name"]: st["seconds"] for st in summary["steps"]},
+    }
+    print(f"[{events}] pipeline {wall:.1f}s ({summary['events'] / wall:,.0f} events/s), {rss:.0f} MiB", flush=True)
+
+    # reports
+    names = [l.split(",")[0] for l in sh([binary, "--data", gen_dir, "report", "--list", "--format", "csv"]).stdout.splitlines()[1:]]
+    res["reports"] = {}
+    for name in names:
+        walls, inner = [], []
+        for _ in range(runs + 1):
+            w, _, _, err = timed([binary, "--data", gen_dir, "report", name, "--format", "csv", "--timing"])
+            m = re.search(r"rows in ([\d.]+) ms", err)
+            walls.append(w)
+            inner.append(float(m.group(1)) / 1000 if m else float("nan"))
+        walls, inner = walls[1:], inner[1:]  # first run warms the page cache
+        res["reports"][name] = {"median_s": statistics.median(walls), "max_s": max(walls), "query_median_s": statistics.median(inner)}
+        print(f"[{events}] report {name}: {statistics.median(walls) * 1000:.0f} ms (query {statistics.median(inner) * 1000:.0f} ms)", flush=True)
+    res["lake_mib"] = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(gen_dir, "lake")) for f in fs) / 2**20
+    shutil.rmtree(imp_dir, ignore_errors=True)
+    return res
+
+
+def write_markdown(m, results, path):
+    L = []
+    L.append("# Benchmarks\n")
+    L.append("Reproduce with `bench/run` (both sizes) or `bench/run 1000000` (one size). The script builds the release binary, "
+             "generates each data set with `shoplake generate` (90 days; transactions = 10% of events), then measures:\n")
+    L.append("- **import**: `shoplake import` of every generated daily file into a fresh data directory (validation of every row, "
+             "routing, content hashing, writing raw files); rows/s over the whole process;")
+    L.append("- **pipeline**: `shoplake pipeline run` from scratch on the generated raw zone (validate, catalog, products, "
+             "transactions, clickstream → events → sessions, reviews, all curated models); clickstream events/s over the whole "
+             "process wall time, peak RSS from GNU time;")
+    L.append("- **reports**: every built-in report with default parameters (all data), run 1 + N times as a separate "
+             "`shoplake report NAME --format csv` process; the first run is discarded; *process* is the median wall time of the "
+             "whole process (start-up, Delta log reads, query, output), *query* the median time the process measured from "
+             "opening the session to the last row.\n")
+    L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}; {m['rustc']}; commit {m['commit']}; {m['date']}.\n")
+    L.append("## Summary\n")
+    L.append("| events | generate | import clickstream | import transactions | pipeline | pipeline events/s | peak RSS | slowest report (process) | lake size |")
+    L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        slow = max(r["reports"].items(), key=lambda kv: kv[1]["median_s"])
+        L.append(
+            f"| {r['events']:,} | {r['generate']['seconds']:.1f} s | {r['import']['clickstream']['rows_per_s']:,.0f} rows/s | "
+            f"{r['import']['transactions']['rows_per_s']:,.0f} rows/s | {r['pipeline']['seconds']:.1f} s | "
+            f"**{r['pipeline']['events_per_s']:,.0f}** | {r['pipeline']['peak_rss_mib']:,.0f} MiB | "
+            f"{slow[0]} {slow[1]['median_s'] * 1000:.0f} ms | {r['lake_mib']:,.0f} MiB |"
+        )
+    L.append("\n## Pipeline steps (seconds)\n")
+    steps = list(results[0]["pipeline"]["steps"].keys())
+    L.append("| events | " + " | ".join(steps) + " |")
+    L.append("| ---: |" + " ---: |" * len(steps))
+    for r in results:
+        L.append(f"| {r['events']:,} | " + " | ".join(f"{r['pipeline']['steps'].get(s, 0):.2f}" for s in steps) + " |")
+    L.append("\n## Reports (median ms: process / query)\n")
+    L.append("| report | " + " | ".join(f"{r['events']:,} events" for r in results) + " |")
+    L.append("| --- |" + " ---: |" * len(results))
+    for name in results[0]["reports"]:
+        cells = []
+        for r in results:
+            x = r["reports"][name]
+            cells.append(f"{x['median_s'] * 1000:.0f} / {x['query_median_s'] * 1000:.0f}")
+        L.append(f"| {name} | " + " | ".join(cells) + " |")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", action="store_true", help="keep the generated data sets")
+    ap.add_argument("events", nargs="*", type=int, default=[1_000_000, 10_000_000])
+    a = ap.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    m = machine()
+    results = []
+    for n in a.events:
+        results.append(bench_size(a.bin, n, a.runs))
+        if not a.keep:
+            shutil.rmtree(os.path.join(OUT, f"data-{n}"), ignore_errors=True)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"machine": m, "results": results}, f, indent=2)
+    write_markdown(m, results, os.path.join(ROOT, "BENCHMARKS.md"))
+    print("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
