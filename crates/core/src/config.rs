@@ -136,10 +136,10 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// Fast to write and read, good ratio (default).
-    #[default]
+    /// Smaller files, slower to write.
     Zstd,
-    /// The fastest.
+    /// Fast to write and read, read by every engine (default).
+    #[default]
     Snappy,
     /// Fast, portable.
     Lz4,
@@ -165,7 +165,7 @@ impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             root: None,
-            compression: Compression::Zstd,
+            compression: Compression::Snappy,
             row_group_rows: 1 << 20,
             compact_after_files: 16,
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Int32Builder, ListBuilder,
-    StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+    StringBuilder, StructBuilder, TimestampMicrosecondBuilder, new_null_array,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
@@ -230,6 +230,40 @@ pub fn product_from_path(path: &str) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
+/// A nullable text column that allocates nothing until its first value:
+/// most events leave most optional columns empty.
+struct LazyText {
+    b: Option<StringBuilder>,
+}
+
+impl LazyText {
+    fn new() -> Self {
+        LazyText { b: None }
+    }
+
+    /// Appends row `row` (rows before it that were never set are null).
+    fn push(&mut self, row: usize, v: Option<&str>) {
+        match (v, &mut self.b) {
+            (Some(s), Some(b)) => b.append_value(s),
+            (Some(s), None) => {
+                let mut b = StringBuilder::with_capacity(row + 1024, (row + 1024) * 16);
+                b.append_nulls(row);
+                b.append_value(s);
+                self.b = Some(b);
+            }
+            (None, Some(b)) => b.append_null(),
+            (None, None) => {}
+        }
+    }
+
+    fn finish(&mut self, len: usize) -> ArrayRef {
+        match self.b.take() {
+            Some(mut b) => Arc::new(b.finish()),
+            None => new_null_array(&DataType::Utf8, len),
+        }
+    }
+}
+
 /// Builds `processed.events` record batches, one event at a time.
 pub struct EventBatchBuilder {
     schema: SchemaRef,
@@ -238,79 +272,74 @@ pub struct EventBatchBuilder {
     event_name: StringBuilder,
     event_ts: TimestampMicrosecondBuilder,
     received_at: TimestampMicrosecondBuilder,
-    anonymous_id: StringBuilder,
-    user_id: StringBuilder,
-    session_id: StringBuilder,
-    page_url: StringBuilder,
-    page_path: StringBuilder,
-    referrer: StringBuilder,
-    utm_source: StringBuilder,
-    utm_medium: StringBuilder,
-    utm_campaign: StringBuilder,
-    search_query: StringBuilder,
+    anonymous_id: LazyText,
+    user_id: LazyText,
+    session_id: LazyText,
+    page_url: LazyText,
+    page_path: LazyText,
+    referrer: LazyText,
+    utm_source: LazyText,
+    utm_medium: LazyText,
+    utm_campaign: LazyText,
+    search_query: LazyText,
     device_type: StringBuilder,
-    browser: StringBuilder,
-    os: StringBuilder,
-    country: StringBuilder,
-    ip_anon: StringBuilder,
+    browser: LazyText,
+    os: LazyText,
+    country: LazyText,
+    ip_anon: LazyText,
     is_bot: BooleanBuilder,
-    order_id: StringBuilder,
-    currency: StringBuilder,
-    revenue: Decimal128Builder,
-    products: ListBuilder<StructBuilder>,
-    product_id: StringBuilder,
-    properties: StringBuilder,
+    order_id: LazyText,
+    currency: LazyText,
+    revenue: Option<Decimal128Builder>,
+    products: Option<ListBuilder<StructBuilder>>,
+    product_id: LazyText,
+    properties: LazyText,
     source: StringBuilder,
     protocol: StringBuilder,
     date: Date32Builder,
     len: usize,
 }
 
-fn opt(b: &mut StringBuilder, v: &Option<Cow<'_, str>>) {
-    match v {
-        Some(s) => b.append_value(s),
-        None => b.append_null(),
-    }
+fn opt<'a>(v: &'a Option<Cow<'_, str>>) -> Option<&'a str> {
+    v.as_deref()
 }
 
 impl EventBatchBuilder {
     /// A builder with room for `capacity` events.
     pub fn new(capacity: usize) -> Self {
-        let s = || StringBuilder::with_capacity(capacity, capacity * 8);
+        let s = |bytes: usize| StringBuilder::with_capacity(capacity, capacity * bytes);
         let ts = || TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC");
-        let item = StructBuilder::from_fields(line_item_fields(), 0);
         EventBatchBuilder {
             schema: schema::EVENTS.schema(),
-            event_id: s(),
-            event_type: s(),
-            event_name: s(),
+            event_id: s(32),
+            event_type: s(12),
+            event_name: s(12),
             event_ts: ts(),
             received_at: ts(),
-            anonymous_id: s(),
-            user_id: s(),
-            session_id: s(),
-            page_url: s(),
-            page_path: s(),
-            referrer: s(),
-            utm_source: s(),
-            utm_medium: s(),
-            utm_campaign: s(),
-            search_query: s(),
-            device_type: s(),
-            browser: s(),
-            os: s(),
-            country: s(),
-            ip_anon: s(),
+            anonymous_id: LazyText::new(),
+            user_id: LazyText::new(),
+            session_id: LazyText::new(),
+            page_url: LazyText::new(),
+            page_path: LazyText::new(),
+            referrer: LazyText::new(),
+            utm_source: LazyText::new(),
+            utm_medium: LazyText::new(),
+            utm_campaign: LazyText::new(),
+            search_query: LazyText::new(),
+            device_type: s(7),
+            browser: LazyText::new(),
+            os: LazyText::new(),
+            country: LazyText::new(),
+            ip_anon: LazyText::new(),
             is_bot: BooleanBuilder::with_capacity(capacity),
-            order_id: s(),
-            currency: s(),
-            revenue: Decimal128Builder::with_capacity(capacity)
-                .with_data_type(schema::money_type()),
-            products: ListBuilder::new(item),
-            product_id: s(),
-            properties: s(),
-            source: s(),
-            protocol: s(),
+            order_id: LazyText::new(),
+            currency: LazyText::new(),
+            revenue: None,
+            products: None,
+            product_id: LazyText::new(),
+            properties: LazyText::new(),
+            source: s(12),
+            protocol: s(8),
             date: Date32Builder::with_capacity(capacity),
             len: 0,
         }
@@ -328,67 +357,80 @@ impl EventBatchBuilder {
 
     /// Appends one event.
     pub fn push(&mut self, e: &Event<'_>) {
+        let row = self.len;
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.event_type);
         self.event_name.append_value(&e.event_name);
         self.event_ts.append_value(e.event_ts);
         self.received_at.append_value(e.received_at);
-        opt(&mut self.anonymous_id, &e.anonymous_id);
-        opt(&mut self.user_id, &e.user_id);
-        opt(&mut self.session_id, &e.session_id);
-        opt(&mut self.page_url, &e.page_url);
-        opt(&mut self.page_path, &e.page_path);
-        opt(&mut self.referrer, &e.referrer);
-        opt(&mut self.utm_source, &e.utm_source);
-        opt(&mut self.utm_medium, &e.utm_medium);
-        opt(&mut self.utm_campaign, &e.utm_campaign);
-        opt(&mut self.search_query, &e.search_query);
+        self.anonymous_id.push(row, opt(&e.anonymous_id));
+        self.user_id.push(row, opt(&e.user_id));
+        self.session_id.push(row, opt(&e.session_id));
+        self.page_url.push(row, opt(&e.page_url));
+        self.page_path.push(row, opt(&e.page_path));
+        self.referrer.push(row, opt(&e.referrer));
+        self.utm_source.push(row, opt(&e.utm_source));
+        self.utm_medium.push(row, opt(&e.utm_medium));
+        self.utm_campaign.push(row, opt(&e.utm_campaign));
+        self.search_query.push(row, opt(&e.search_query));
         self.device_type.append_value(e.device_type);
-        opt(&mut self.browser, &e.browser);
-        opt(&mut self.os, &e.os);
-        opt(&mut self.country, &e.country);
-        opt(&mut self.ip_anon, &e.ip_anon);
+        self.browser.push(row, opt(&e.browser));
+        self.os.push(row, opt(&e.os));
+        self.country.push(row, opt(&e.country));
+        self.ip_anon.push(row, opt(&e.ip_anon));
         self.is_bot.append_value(e.is_bot);
-        opt(&mut self.order_id, &e.order_id);
-        opt(&mut self.currency, &e.currency);
-        self.revenue.append_option(e.revenue);
-        if e.products.is_empty() {
-            self.products.append_null();
-        } else {
-            let items = self.products.values();
-            for li in &e.products {
-                macro_rules! field {
-                    ($i:expr, $v:expr) => {
-                        opt(
-                            items
-                                .field_builder::<StringBuilder>($i)
-                                .expect("string field"),
-                            $v,
-                        )
-                    };
-                }
-                field!(0, &li.product_id);
-                field!(1, &li.sku);
-                field!(2, &li.name);
-                field!(3, &li.category);
-                field!(4, &li.brand);
-                items
-                    .field_builder::<Decimal128Builder>(5)
-                    .expect("price field")
-                    .append_option(li.price);
-                items
-                    .field_builder::<Int32Builder>(6)
-                    .expect("quantity field")
-                    .append_option(li.quantity);
-                items.append(true);
+        self.order_id.push(row, opt(&e.order_id));
+        self.currency.push(row, opt(&e.currency));
+        match (e.revenue, &mut self.revenue) {
+            (v, Some(b)) => b.append_option(v),
+            (Some(v), None) => {
+                let mut b = Decimal128Builder::with_capacity(row + 1024)
+                    .with_data_type(schema::money_type());
+                b.append_nulls(row);
+                b.append_value(v);
+                self.revenue = Some(b);
             }
-            self.products.append(true);
+            (None, None) => {}
         }
-        opt(&mut self.product_id, &e.product_id);
-        match &e.properties {
-            Some(p) => self.properties.append_value(p),
-            None => self.properties.append_null(),
+        if !e.products.is_empty() && self.products.is_none() {
+            let mut b = ListBuilder::new(StructBuilder::from_fields(line_item_fields(), 0));
+            for _ in 0..row {
+                b.append_null();
+            }
+            self.products = Some(b);
         }
+        if let Some(products) = &mut self.products {
+            if e.products.is_empty() {
+                products.append_null();
+            } else {
+                let items = products.values();
+                for li in &e.products {
+                    let text = |items: &mut StructBuilder, i: usize, v: &Option<Cow<'_, str>>| {
+                        items
+                            .field_builder::<StringBuilder>(i)
+                            .expect("string field")
+                            .append_option(v.as_deref())
+                    };
+                    text(items, 0, &li.product_id);
+                    text(items, 1, &li.sku);
+                    text(items, 2, &li.name);
+                    text(items, 3, &li.category);
+                    text(items, 4, &li.brand);
+                    items
+                        .field_builder::<Decimal128Builder>(5)
+                        .expect("price field")
+                        .append_option(li.price);
+                    items
+                        .field_builder::<Int32Builder>(6)
+                        .expect("quantity field")
+                        .append_option(li.quantity);
+                    items.append(true);
+                }
+                products.append(true);
+            }
+        }
+        self.product_id.push(row, opt(&e.product_id));
+        self.properties.push(row, e.properties.as_deref());
         self.source.append_value(&e.source);
         self.protocol.append_value(e.protocol);
         self.date
@@ -398,39 +440,46 @@ impl EventBatchBuilder {
 
     /// The batch of everything appended; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let products = self.products.finish();
-        // StructBuilder::from_fields gives decimal(38,10) for a Decimal128 field
-        // unless told otherwise; cast to the declared type.
-        let products: ArrayRef =
-            arrow::compute::cast(&products, &schema::ColType::LineItems.arrow())?;
+        let n = self.len;
+        let line_items = schema::ColType::LineItems.arrow();
+        let products: ArrayRef = match self.products.take() {
+            // StructBuilder::from_fields gives decimal(38,10) for a Decimal128
+            // field unless told otherwise; cast to the declared type.
+            Some(mut b) => arrow::compute::cast(&b.finish(), &line_items)?,
+            None => new_null_array(&line_items, n),
+        };
+        let revenue: ArrayRef = match self.revenue.take() {
+            Some(mut b) => Arc::new(b.finish()),
+            None => new_null_array(&schema::money_type(), n),
+        };
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
             Arc::new(self.event_type.finish()),
             Arc::new(self.event_name.finish()),
             Arc::new(self.event_ts.finish()),
             Arc::new(self.received_at.finish()),
-            Arc::new(self.anonymous_id.finish()),
-            Arc::new(self.user_id.finish()),
-            Arc::new(self.session_id.finish()),
-            Arc::new(self.page_url.finish()),
-            Arc::new(self.page_path.finish()),
-            Arc::new(self.referrer.finish()),
-            Arc::new(self.utm_source.finish()),
-            Arc::new(self.utm_medium.finish()),
-            Arc::new(self.utm_campaign.finish()),
-            Arc::new(self.search_query.finish()),
+            self.anonymous_id.finish(n),
+            self.user_id.finish(n),
+            self.session_id.finish(n),
+            self.page_url.finish(n),
+            self.page_path.finish(n),
+            self.referrer.finish(n),
+            self.utm_source.finish(n),
+            self.utm_medium.finish(n),
+            self.utm_campaign.finish(n),
+            self.search_query.finish(n),
             Arc::new(self.device_type.finish()),
-            Arc::new(self.browser.finish()),
-            Arc::new(self.os.finish()),
-            Arc::new(self.country.finish()),
-            Arc::new(self.ip_anon.finish()),
+            self.browser.finish(n),
+            self.os.finish(n),
+            self.country.finish(n),
+            self.ip_anon.finish(n),
             Arc::new(self.is_bot.finish()),
-            Arc::new(self.order_id.finish()),
-            Arc::new(self.currency.finish()),
-            Arc::new(self.revenue.finish()),
+            self.order_id.finish(n),
+            self.currency.finish(n),
+            revenue,
             products,
-            Arc::new(self.product_id.finish()),
-            Arc::new(self.properties.finish()),
+            self.product_id.finish(n),
+            self.properties.finish(n),
             Arc::new(self.source.finish()),
             Arc::new(self.protocol.finish()),
             Arc::new(self.date.finish()),

@@ -864,6 +864,27 @@ pub const TABLES: &[Table] = &[
     Q_REVIEWS,
 ];
 
+/// A fingerprint of every table's declared layout (names, types,
+/// nullability, partitioning): when it changes, stored tables may be outdated.
+pub fn layout_fingerprint() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |s: &str| {
+        for b in s.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for t in TABLES {
+        eat(&t.qualified());
+        eat(t.partition.unwrap_or("-"));
+        for c in t.columns {
+            eat(c.name);
+            eat(&format!("{:?}{}", c.ty, c.nullable));
+        }
+    }
+    h
+}
+
 /// Finds a table by `zone.name` (or a bare name, if unique).
 pub fn find(name: &str) -> Option<&'static Table> {
     let name = name.trim().to_ascii_lowercase();

@@ -135,7 +135,39 @@ impl Source {
 
     /// Index of a column in [`Source::columns`].
     pub fn column_index(self, name: &str) -> Option<usize> {
-        self.columns().iter().position(|c| *c == name)
+        // a match compiles to one length check and one comparison per key,
+        // where scanning the column list compared up to eight strings
+        let i = match (self, name) {
+            (Source::Transactions, "transaction_id") => 0,
+            (Source::Transactions, "customer_id") => 1,
+            (Source::Transactions, "product_id") => 2,
+            (Source::Transactions, "quantity") => 3,
+            (Source::Transactions, "price") => 4,
+            (Source::Transactions, "total_amount") => 5,
+            (Source::Transactions, "transaction_date") => 6,
+            (Source::Transactions, "status") => 7,
+            (Source::Products, "product_id") => 0,
+            (Source::Products, "name") => 1,
+            (Source::Products, "category") => 2,
+            (Source::Products, "brand") => 3,
+            (Source::Products, "price") => 4,
+            (Source::Products, "stock") => 5,
+            (Source::Clickstream, "session_id") => 0,
+            (Source::Clickstream, "customer_id") => 1,
+            (Source::Clickstream, "event_type") => 2,
+            (Source::Clickstream, "page") => 3,
+            (Source::Clickstream, "timestamp") => 4,
+            (Source::Clickstream, "device") => 5,
+            (Source::Reviews, "review_id") => 0,
+            (Source::Reviews, "product_id") => 1,
+            (Source::Reviews, "customer_id") => 2,
+            (Source::Reviews, "rating") => 3,
+            (Source::Reviews, "review_text") => 4,
+            (Source::Reviews, "review_date") => 5,
+            _ => return None,
+        };
+        debug_assert_eq!(self.columns()[i], name);
+        Some(i)
     }
 
     /// The format the generator writes and the file name it uses.
@@ -238,6 +270,9 @@ impl<'a> Record<'a> {
 
     /// Reads one JSON object into a record for `source`.
     pub fn from_json(source: Source, text: &'a str) -> Result<Record<'a>, Rejection> {
+        if let Some(rec) = flat_object(source, text) {
+            return Ok(rec);
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         let rec = (&mut de)
             .deserialize_map(RecordVisitor { source })
@@ -250,6 +285,109 @@ impl<'a> Record<'a> {
     pub fn from_raw_json(source: Source, raw: &'a RawValue) -> Result<Record<'a>, Rejection> {
         Record::from_json(source, raw.get())
     }
+}
+
+/// The fast path of [`Record::from_json`]: a flat object whose strings have
+/// no escapes, the shape of nearly every line a tracker or an export writes.
+/// Gives `None` for anything else (escapes, nested values, odd numbers,
+/// anything malformed), which then takes the full JSON parser, so the result
+/// is always what the full parser would give.
+fn flat_object<'a>(source: Source, text: &'a str) -> Option<Record<'a>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut rec = Record::missing(source.columns().len());
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(rec);
+    }
+    loop {
+        let (key, next) = plain_string(text, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (val, next) = match *b.get(i)? {
+            b'"' => {
+                let (s, next) = plain_string(text, i)?;
+                (Val::Str(Cow::Borrowed(s)), next)
+            }
+            b'n' if b[i..].starts_with(b"null") => (Val::Null, i + 4),
+            b't' if b[i..].starts_with(b"true") => (Val::Bool(true), i + 4),
+            b'f' if b[i..].starts_with(b"false") => (Val::Bool(false), i + 5),
+            b'-' | b'0'..=b'9' => {
+                let end = number_end(b, i)?;
+                (Val::Num(&text[i..end]), end)
+            }
+            _ => return None,
+        };
+        match source.column_index(key) {
+            Some(c) => rec.vals[c] = val,
+            None => rec.extra.push((Cow::Borrowed(key), val)),
+        }
+        i = skip_ws(b, next);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(rec),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// A string at `b[i] == '"'` with no escape and no control character:
+/// its contents and the index after the closing quote.
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
+    if b[start + len] != b'"' || b[start..start + len].iter().any(|c| *c < 0x20) {
+        return None;
+    }
+    Some((&text[start..start + len], start + len + 1))
+}
+
+/// The end of a JSON number at `i` (strict grammar: no leading zeros, a
+/// digit after `.` and after the exponent sign).
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], mut i: usize| {
+        let s = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i > s).then_some(i)
+    };
+    if b[i] == b'-' {
+        i += 1;
+    }
+    if b.get(i) == Some(&b'0') {
+        i += 1;
+    } else {
+        i = digits(b, i)?;
+    }
+    if b.get(i) == Some(&b'.') {
+        i = digits(b, i + 1)?;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        i = digits(b, i)?;
+    }
+    Some(i)
 }
 
 fn json_reason(e: &serde_json::Error) -> String {
@@ -713,6 +851,16 @@ mod tests {
     }
 
     #[test]
+    fn column_index_agrees_with_columns() {
+        for s in Source::ALL {
+            for (i, c) in s.columns().iter().enumerate() {
+                assert_eq!(s.column_index(c), Some(i));
+            }
+            assert_eq!(s.column_index("nope"), None);
+        }
+    }
+
+    #[test]
     fn transaction_rules() {
         let ok = csvish(
             Source::Transactions,
@@ -836,6 +984,77 @@ mod tests {
         assert_eq!(p.brand, None);
         assert_eq!(rec.extra.len(), 1);
         assert_eq!(rec.extra[0].0, "color");
+    }
+
+    type Owned = (Vec<Val<'static>>, Vec<(String, Val<'static>)>);
+
+    fn owned(rec: &Record<'_>) -> Owned {
+        let own = |v: &Val<'_>| match v {
+            Val::Str(c) => Val::Str(Cow::Owned(c.to_string())),
+            Val::Num(n) => Val::Str(Cow::Owned(format!("#{n}"))),
+            Val::Complex(c) => Val::Str(Cow::Owned(format!("@{c}"))),
+            Val::Missing => Val::Missing,
+            Val::Null => Val::Null,
+            Val::Bool(b) => Val::Bool(*b),
+        };
+        (
+            rec.vals.iter().map(own).collect(),
+            rec.extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), own(v)))
+                .collect(),
+        )
+    }
+
+    /// The fast path must give exactly what the full parser gives, or step aside.
+    #[test]
+    fn flat_fast_path_agrees_with_serde() {
+        let slow = |t: &str| -> Option<Owned> {
+            let mut de = serde_json::Deserializer::from_str(t);
+            let rec = (&mut de)
+                .deserialize_map(RecordVisitor {
+                    source: Source::Clickstream,
+                })
+                .ok()?;
+            de.end().ok()?;
+            Some(owned(&rec))
+        };
+        let cases = [
+            r#"{"session_id":"S1","customer_id":"","event_type":"page_view","page":"/a?b=c","timestamp":"2025-01-15T10:00:00Z","device":"mobile"}"#,
+            r#" { "session_id" : "S1" , "n": -12.5e+3, "ok": true, "no": false, "x": null } "#,
+            r#"{}"#,
+            r#"{"a":"b","a":"c"}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":{"b":1}}"#,
+            r#"{"a":[1,2]}"#,
+            r#"{"a":"b",}"#,
+            r#"{"a":"b"} x"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":"é ü"}"#,
+            r#"{"a" "b"}"#,
+            r#"[1]"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+        ];
+        for t in cases {
+            if let Some(rec) = flat_object(Source::Clickstream, t) {
+                assert_eq!(Some(owned(&rec)), slow(t), "{t}");
+            }
+        }
+        assert!(
+            flat_object(Source::Clickstream, cases[0]).is_some(),
+            "the common shape takes the fast path"
+        );
+        assert!(
+            flat_object(Source::Clickstream, cases[6]).is_none(),
+            "escapes take the full parser"
+        );
+        assert!(
+            flat_object(Source::Clickstream, cases[11]).is_none(),
+            "control characters take the full parser"
+        );
     }
 
     #[test]

@@ -291,66 +291,68 @@ pub struct Model {
     pub by_date: bool,
 }
 
-/// Every curated model, in dependency order.
-pub const MODELS: &[Model] = &[
+const fn model(table: &'static Table, sql: &'static str, by_date: bool) -> Model {
     Model {
-        table: &schema::ORDER_LINES,
-        sql: ORDER_LINES,
-        by_date: true,
-    },
-    Model {
-        table: &schema::PRODUCT_PERFORMANCE,
-        sql: PRODUCT_PERFORMANCE,
-        by_date: true,
-    },
-    Model {
-        table: &schema::PRODUCT_PAIRS,
-        sql: PRODUCT_PAIRS,
-        by_date: true,
-    },
-    Model {
-        table: &schema::FUNNEL_DAILY,
-        sql: FUNNEL_DAILY,
-        by_date: true,
-    },
-    Model {
-        table: &schema::SESSIONS_DAILY,
-        sql: SESSIONS_DAILY,
-        by_date: true,
-    },
-    Model {
-        table: &schema::CUSTOMERS,
-        sql: CUSTOMERS,
-        by_date: false,
-    },
-    Model {
-        table: &schema::DAILY_KPIS,
-        sql: DAILY_KPIS,
-        by_date: false,
-    },
+        table,
+        sql,
+        by_date,
+    }
+}
+
+/// Every curated model, in stages: a stage reads only what earlier stages
+/// and the processed tables hold, so its models can be built concurrently.
+pub const STAGES: &[&[Model]] = &[
+    &[
+        model(&schema::ORDER_LINES, ORDER_LINES, true),
+        model(&schema::FUNNEL_DAILY, FUNNEL_DAILY, true),
+        model(&schema::SESSIONS_DAILY, SESSIONS_DAILY, true),
+    ],
+    &[
+        model(&schema::PRODUCT_PERFORMANCE, PRODUCT_PERFORMANCE, true),
+        model(&schema::PRODUCT_PAIRS, PRODUCT_PAIRS, true),
+        model(&schema::CUSTOMERS, CUSTOMERS, false),
+    ],
+    &[model(&schema::DAILY_KPIS, DAILY_KPIS, false)],
 ];
 
 /// Rebuilds one model; returns the rows written.
-pub async fn build(lake: &Lake, engine: &QueryEngine, model: &Model, dates: &[i32]) -> Result<u64> {
-    let (sql, mode) = if model.by_date {
+pub async fn build(
+    lake: &Lake,
+    engine: &QueryEngine,
+    model: &Model,
+    dates: &[i32],
+    threads: usize,
+) -> Result<u64> {
+    let t0 = std::time::Instant::now();
+    let stats = if model.by_date {
         if dates.is_empty() {
             return Ok(0);
         }
         let pred = dates_predicate(dates);
-        (
-            model.sql.replace("{{dates}}", &pred),
-            WriteMode::Replace(pred),
-        )
+        let batches = engine
+            .run_internal(&model.sql.replace("{{dates}}", &pred))
+            .await?;
+        tracing::debug!(
+            model = model.table.name,
+            ms = t0.elapsed().as_millis() as u64,
+            "model computed"
+        );
+        if model.table.partition == Some("date") {
+            lake.replace_dates(model.table, dates, batches, None, threads)
+                .await?
+        } else {
+            lake.write(model.table, batches, WriteMode::Replace(pred))
+                .await?
+        }
     } else {
-        (model.sql.to_string(), WriteMode::Overwrite)
+        let batches = engine.run_internal(model.sql).await?;
+        tracing::debug!(
+            model = model.table.name,
+            ms = t0.elapsed().as_millis() as u64,
+            "model computed"
+        );
+        lake.write(model.table, batches, WriteMode::Overwrite)
+            .await?
     };
-    let t0 = std::time::Instant::now();
-    let batches = engine.run_internal(&sql).await?;
-    tracing::debug!(
-        model = model.table.name,
-        ms = t0.elapsed().as_millis() as u64,
-        "model computed"
-    );
-    let stats = lake.write(model.table, batches, mode).await?;
     Ok(stats.rows)
 }

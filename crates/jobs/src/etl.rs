@@ -628,7 +628,7 @@ fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
                 Ok((c, r)) => {
                     id.clear();
                     id.push_str(&id_prefix);
-                    id.push_str(itoa_u64(row.line).as_str());
+                    push_u64(&mut id, row.line);
                     let e = click_event(&c, &r, &id, u.file.modified_micros, &mut props);
                     b.push(&e);
                 }
@@ -655,8 +655,19 @@ fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
     Ok(out)
 }
 
-fn itoa_u64(n: u64) -> String {
-    n.to_string()
+/// Appends the decimal digits of `n` without allocating.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 /// Maps one clickstream row to the canonical event.

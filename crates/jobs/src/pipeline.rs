@@ -100,6 +100,10 @@ impl RunSummary {
 struct Bookmarks {
     /// source → partition date → fingerprint of its files.
     sources: BTreeMap<String, BTreeMap<String, String>>,
+    /// [`schema::layout_fingerprint`] of the build that last completed a run:
+    /// while it is unchanged, stored tables need no schema check.
+    #[serde(default)]
+    layout: u64,
 }
 
 fn bookmarks_path(lake: &Lake) -> std::path::PathBuf {
@@ -214,24 +218,28 @@ impl Runner<'_> {
     }
 }
 
-/// Writes an ETL output: the processed rows replacing `pred`, the pipeline's
-/// quarantine rows replacing those of the same dates.
+/// Writes an ETL output: the processed rows replace the `dates` partitions
+/// (only rows with `only`, when given), the pipeline's quarantine rows those of
+/// the same dates.
 async fn commit_etl(
     lake: &Lake,
     table: &Table,
     source: Source,
     out: &mut EtlOutput,
-    pred: &str,
-    dates_pred: &str,
+    dates: &[i32],
+    only: Option<(&str, &str)>,
+    threads: usize,
 ) -> Result<()> {
     let batches = std::mem::take(&mut out.batches);
-    lake.write(table, batches, WriteMode::Replace(pred.to_string()))
+    lake.replace_dates(table, dates, batches, only, threads)
         .await?;
     let q = std::mem::take(&mut out.quarantine);
-    lake.write(
+    lake.replace_dates(
         quarantine::table(source),
+        dates,
         q,
-        WriteMode::Replace(format!("{dates_pred} AND stage = 'pipeline'")),
+        Some(("stage", "pipeline")),
+        threads,
     )
     .await?;
     Ok(())
@@ -257,6 +265,90 @@ fn spawn_etl(
 async fn join(h: tokio::task::JoinHandle<Result<EtlOutput>>) -> Result<EtlOutput> {
     h.await
         .map_err(|e| JobError::Internal(format!("ETL task failed: {e}")))?
+}
+
+/// Raw bytes of clickstream processed at once (about 1.5M events).
+const CLICKSTREAM_GROUP_BYTES: u64 = 256 << 20;
+
+/// Consecutive partitions grouped so each group's files add up to about
+/// `max_bytes` (a single bigger partition is a group of its own).
+fn date_groups(parts: &etl::Partitions, max_bytes: u64) -> Vec<Vec<(i32, Vec<RawFile>)>> {
+    let mut groups = Vec::new();
+    let mut cur: Vec<(i32, Vec<RawFile>)> = Vec::new();
+    let mut bytes = 0u64;
+    for (d, files) in parts {
+        let size: u64 = files.iter().map(|f| f.size).sum();
+        if !cur.is_empty() && bytes + size > max_bytes {
+            groups.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push((*d, files.clone()));
+    }
+    if !cur.is_empty() {
+        groups.push(cur);
+    }
+    groups
+}
+
+/// Commits one group of clickstream partitions and sessionises its days;
+/// returns the number of sessions.
+async fn clickstream_group(
+    engine: &QueryEngine,
+    lake: &Lake,
+    cfg: &Config,
+    group: &etl::Partitions,
+    out: &mut EtlOutput,
+    threads: usize,
+) -> Result<u64> {
+    let dates: Vec<i32> = group.iter().map(|(d, _)| *d).collect();
+    let dp = dates_predicate(&dates);
+    let timeout = cfg.pipeline.session_timeout_minutes;
+    // The new events are in memory: when the days hold no events from other
+    // sources (the collector), sessionise them while they are written.
+    let others = engine
+        .run_internal(&format!(
+            "SELECT 1 FROM processed.events WHERE {dp} AND protocol <> 'file' LIMIT 1"
+        ))
+        .await?;
+    let in_memory = others.iter().all(|b| b.num_rows() == 0).then(|| {
+        let evs = out.batches.clone();
+        tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout))
+    });
+    commit_etl(
+        lake,
+        &schema::EVENTS,
+        Source::Clickstream,
+        out,
+        &dates,
+        Some(("protocol", "file")),
+        threads,
+    )
+    .await?;
+    let t1 = Instant::now();
+    let sess = match in_memory {
+        Some(task) => task.await,
+        None => {
+            let sql = format!(
+                "SELECT {} FROM processed.events WHERE {dp}",
+                sessions::EVENT_COLUMNS
+            );
+            let evs = engine.run_internal(&sql).await?;
+            tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout)).await
+        }
+    }
+    .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
+    tracing::debug!(ms = t1.elapsed().as_millis() as u64, "sessions ready");
+    let n = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
+    lake.replace_dates(
+        &schema::SESSIONS,
+        &dates,
+        sess.into_iter().collect(),
+        None,
+        threads,
+    )
+    .await?;
+    Ok(n)
 }
 
 /// Runs the pipeline once.
@@ -310,7 +402,6 @@ pub async fn run(
         files_seen += p.parts.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
         plans.insert(s, p);
     }
-    let products_changed = !plans[&Source::Products].parts.is_empty();
     let mut etl_dates = BTreeSet::new();
     for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
         etl_dates.extend(plans[&s].parts.iter().map(|(d, _)| *d));
@@ -318,7 +409,7 @@ pub async fn run(
     let detail = format!(
         "{files_seen} files in {} partitions to process{}",
         etl_dates.len(),
-        if products_changed {
+        if !plans[&Source::Products].parts.is_empty() {
             ", catalogue changed"
         } else {
             ""
@@ -328,6 +419,49 @@ pub async fn run(
 
     // catalog: every table exists (empty) so queries never miss one
     let t0 = r.start("catalog");
+    // An upgrade may change a table's columns: derived tables are rebuilt
+    // from the raw zone; quarantine (which holds rejected imports) is not
+    // derived and must be migrated by hand.
+    let mut rebuilt = Vec::new();
+    let mut curate_all = false;
+    let layout = schema::layout_fingerprint();
+    let outdated = if marks.layout == layout {
+        Vec::new()
+    } else {
+        lake.outdated_tables().await?
+    };
+    for t in outdated {
+        let source = match (t.zone, t.name) {
+            (schema::Zone::Curated, _) => None,
+            (schema::Zone::Processed, "events" | "sessions") => Some(Source::Clickstream),
+            (schema::Zone::Processed, name) => Source::parse(name),
+            _ => {
+                return Err(JobError::Invalid(format!(
+                    "{} was written by another version of shoplake with other columns; \
+                     export it, delete its folder {} and run again",
+                    t.qualified(),
+                    lake.table_dir(t).display()
+                )));
+            }
+        };
+        tracing::warn!(table = %t.qualified(), "columns changed since the table was written: rebuilding it");
+        lake.drop_table(t)?;
+        rebuilt.push(t.qualified());
+        curate_all = true;
+        if let Some(s) = source {
+            let everything = PipelineOptions {
+                from: None,
+                to: None,
+                force: true,
+            };
+            let p = plan_source(lake, s, &BTreeMap::new(), &everything)?;
+            plans.insert(s, p);
+        }
+    }
+    let products_changed = !plans[&Source::Products].parts.is_empty();
+    for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
+        etl_dates.extend(plans[&s].parts.iter().map(|(d, _)| *d));
+    }
     lake.ensure_tables().await?;
     r.finish(
         "catalog",
@@ -335,7 +469,15 @@ pub async fn run(
         0,
         0,
         0,
-        format!("{} tables", schema::TABLES.len()),
+        if rebuilt.is_empty() {
+            format!("{} tables", schema::TABLES.len())
+        } else {
+            format!(
+                "{} tables; rebuilt after a schema change: {}",
+                schema::TABLES.len(),
+                rebuilt.join(", ")
+            )
+        },
     );
 
     // product enrichment (the whole catalogue: it is small and latest-wins)
@@ -377,22 +519,31 @@ pub async fn run(
     if !etl_dates.is_empty() {
         let parts = |s: Source| plans[&s].parts.clone();
         let tx = spawn_etl(ctx.clone(), parts(Source::Transactions), etl::transactions);
-        let cs = spawn_etl(ctx.clone(), parts(Source::Clickstream), etl::clickstream);
         let rv = spawn_etl(ctx.clone(), parts(Source::Reviews), etl::reviews);
+        // Clickstream is most of the volume: it is processed in groups of days
+        // of bounded size, so memory stays flat however many days a run
+        // covers; each group's parse starts while the previous is written.
+        let groups = date_groups(&plans[&Source::Clickstream].parts, CLICKSTREAM_GROUP_BYTES);
+        let parse = |i: usize| {
+            groups
+                .get(i)
+                .map(|g| spawn_etl(ctx.clone(), g.clone(), etl::clickstream))
+        };
+        let mut next = parse(0);
         let date_list = |s: Source| plans[&s].parts.iter().map(|(d, _)| *d).collect::<Vec<_>>();
 
         let t0 = r.start("transactions_etl");
         let dates = date_list(Source::Transactions);
         let mut out = join(tx).await?;
         if !dates.is_empty() {
-            let dp = dates_predicate(&dates);
             commit_etl(
                 lake,
                 &schema::TRANSACTIONS,
                 Source::Transactions,
                 &mut out,
-                &format!("{dp} AND source = 'file'"),
-                &dp,
+                &dates,
+                Some(("source", "file")),
+                threads,
             )
             .await?;
         }
@@ -411,48 +562,24 @@ pub async fn run(
 
         let t0 = r.start("clickstream_sessions");
         let dates = date_list(Source::Clickstream);
-        let mut out = join(cs).await?;
+        let mut totals = EtlOutput::default();
         let mut n_sessions = 0u64;
-        if !dates.is_empty() {
-            let dp = dates_predicate(&dates);
-            commit_etl(
-                lake,
-                &schema::EVENTS,
-                Source::Clickstream,
-                &mut out,
-                &format!("{dp} AND protocol = 'file'"),
-                &dp,
-            )
-            .await?;
-            let sql = format!(
-                "SELECT {} FROM processed.events WHERE {dp}",
-                sessions::EVENT_COLUMNS
-            );
-            let t1 = Instant::now();
-            let evs = r.engine.run_internal(&sql).await?;
-            tracing::debug!(
-                ms = t1.elapsed().as_millis() as u64,
-                "read events back for sessionisation"
-            );
-            let timeout = cfg.pipeline.session_timeout_minutes;
-            let sess = tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout))
-                .await
-                .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
-            n_sessions = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
-            lake.write(
-                &schema::SESSIONS,
-                sess.into_iter().collect(),
-                WriteMode::Replace(dp),
-            )
-            .await?;
+        for (i, group) in groups.iter().enumerate() {
+            let mut out = join(next.take().expect("spawned")).await?;
+            // parse the next group while this one is written
+            next = parse(i + 1);
+            n_sessions += clickstream_group(&r.engine, lake, cfg, group, &mut out, threads).await?;
+            totals.rows_in += out.rows_in;
+            totals.rows_out += out.rows_out;
+            totals.rejected += out.rejected;
         }
-        events = out.rows_out;
+        events = totals.rows_out;
         r.finish(
             "clickstream_sessions",
             t0,
-            out.rows_in,
-            out.rows_out,
-            out.rejected,
+            totals.rows_in,
+            totals.rows_out,
+            totals.rejected,
             format!("{} dates, {n_sessions} sessions", dates.len()),
         );
 
@@ -460,8 +587,16 @@ pub async fn run(
         let dates = date_list(Source::Reviews);
         let mut out = join(rv).await?;
         if !dates.is_empty() {
-            let dp = dates_predicate(&dates);
-            commit_etl(lake, &schema::REVIEWS, Source::Reviews, &mut out, &dp, &dp).await?;
+            commit_etl(
+                lake,
+                &schema::REVIEWS,
+                Source::Reviews,
+                &mut out,
+                &dates,
+                None,
+                threads,
+            )
+            .await?;
         }
         r.finish(
             "reviews_etl",
@@ -479,7 +614,7 @@ pub async fn run(
 
     // curated models
     let mut curate_dates = etl_dates.clone();
-    if products_changed {
+    if products_changed || curate_all {
         // names and categories changed: every day's product attributes too
         for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
             curate_dates.extend(plans[&s].all_dates.iter().copied());
@@ -490,10 +625,19 @@ pub async fn run(
         let t0 = r.start("curate");
         let mut rows = 0u64;
         let mut built = Vec::new();
-        for m in curate::MODELS {
-            let n = curate::build(lake, &r.engine, m, &curate_dates).await?;
-            rows += n;
-            built.push(format!("{} {n}", m.table.name));
+        // models of one stage are independent: build them side by side
+        for stage in curate::STAGES {
+            let results = futures::future::join_all(
+                stage
+                    .iter()
+                    .map(|m| curate::build(lake, &r.engine, m, &curate_dates, threads)),
+            )
+            .await;
+            for (m, n) in stage.iter().zip(results) {
+                let n = n?;
+                rows += n;
+                built.push(format!("{} {n}", m.table.name));
+            }
         }
         r.finish("curate", t0, 0, rows, 0, built.join(", "));
     }
@@ -502,6 +646,7 @@ pub async fn run(
     for (s, p) in &plans {
         marks.sources.insert(s.name().to_string(), p.marks.clone());
     }
+    marks.layout = layout;
     state::write_json(&bookmarks_path(lake), &marks)?;
 
     let mut tables = Vec::new();

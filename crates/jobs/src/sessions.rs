@@ -4,6 +4,7 @@
 //! device's (anonymous id's) run of events with no gap longer than the
 //! timeout. Sessions are cut at midnight UTC (each day is processed alone).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -94,6 +95,7 @@ fn plain_strings(b: &RecordBatch) -> Result<RecordBatch> {
 }
 
 struct Ev<'a> {
+    group: u32,
     date: i32,
     derived: bool,
     key: &'a str,
@@ -121,7 +123,10 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
     let events: Vec<RecordBatch> = events.iter().map(plain_strings).collect::<Result<_>>()?;
     let events = &events[..];
     let cols: Vec<Cols<'_>> = events.iter().map(Cols::new).collect::<Result<_>>()?;
-    let mut evs: Vec<Ev<'_>> = Vec::with_capacity(events.iter().map(|b| b.num_rows()).sum());
+    let n: usize = events.iter().map(|b| b.num_rows()).sum();
+    let mut evs: Vec<Ev<'_>> = Vec::with_capacity(n);
+    // a small integer per (date, key) so the sort compares integers, not strings
+    let mut groups: HashMap<(i32, bool, &str), u32> = HashMap::with_capacity(n / 3 + 16);
     for (bi, c) in cols.iter().enumerate() {
         for r in 0..c.ts.len() {
             let (derived, key) = match opt(c.session_id, r) {
@@ -133,8 +138,12 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
                         .unwrap_or_else(|| c.event_id.value(r)),
                 ),
             };
+            let date = c.date.value(r);
+            let next = groups.len() as u32;
+            let group = *groups.entry((date, derived, key)).or_insert(next);
             evs.push(Ev {
-                date: c.date.value(r),
+                group,
+                date,
                 derived,
                 key,
                 ts: c.ts.value(r),
@@ -147,18 +156,14 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
     if evs.is_empty() {
         return Ok(None);
     }
-    evs.sort_unstable_by(|a, b| {
-        (a.date, a.derived, a.key, a.ts, a.eid).cmp(&(b.date, b.derived, b.key, b.ts, b.eid))
-    });
+    evs.sort_unstable_by(|a, b| (a.group, a.ts, a.eid).cmp(&(b.group, b.ts, b.eid)));
     let timeout = i64::from(timeout_minutes) * 60 * 1_000_000;
     let mut out = Builders::default();
     let mut start = 0;
     while start < evs.len() {
         let mut end = start + 1;
         while end < evs.len()
-            && evs[end].date == evs[start].date
-            && evs[end].derived == evs[start].derived
-            && evs[end].key == evs[start].key
+            && evs[end].group == evs[start].group
             && !(evs[end].derived && evs[end].ts - evs[end - 1].ts > timeout)
         {
             end += 1;

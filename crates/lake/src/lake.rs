@@ -31,6 +31,21 @@ use url::Url;
 
 use crate::error::{LakeError, Result};
 
+/// Columns (in any table) whose values are (nearly) unique per row.
+const HIGH_CARDINALITY: &[&str] = &[
+    "event_id",
+    "session_id",
+    "anonymous_id",
+    "page_url",
+    "search_query",
+    "properties",
+    "transaction_id",
+    "review_id",
+    "review_text",
+    "basket_id",
+    "payload",
+];
+
 /// How a write changes a table.
 #[derive(Debug, Clone)]
 pub enum WriteMode {
@@ -57,6 +72,9 @@ pub struct Lake {
     data_dir: PathBuf,
     root: PathBuf,
     cfg: LakeConfig,
+    /// Tables opened before, refreshed with only the commits since: reading
+    /// a Delta log from its last checkpoint costs more with every commit.
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
 }
 
 impl Lake {
@@ -79,6 +97,7 @@ impl Lake {
             data_dir: data_dir.to_path_buf(),
             root,
             cfg: cfg.clone(),
+            open: Default::default(),
         })
     }
 
@@ -120,12 +139,28 @@ impl Lake {
     /// Loads a Delta table; `None` if it was never written.
     pub async fn load(&self, t: &Table) -> Result<Option<DeltaTable>> {
         debug_assert_eq!(t.storage, Storage::Delta);
+        let key = t.qualified();
         if !self.table_dir(t).join("_delta_log").exists() {
+            self.open.lock().expect("unpoisoned").remove(&key);
             return Ok(None);
+        }
+        let cached = self.open.lock().expect("unpoisoned").get(&key).cloned();
+        if let Some(mut table) = cached
+            && table.update_incremental(None).await.is_ok()
+        {
+            self.open
+                .lock()
+                .expect("unpoisoned")
+                .insert(key, table.clone());
+            return Ok(Some(table));
         }
         let table = deltalake::open_table(self.table_url(t))
             .await
             .map_err(|e| LakeError::delta(t.qualified(), e))?;
+        self.open
+            .lock()
+            .expect("unpoisoned")
+            .insert(key, table.clone());
         Ok(Some(table))
     }
 
@@ -133,9 +168,64 @@ impl Lake {
     /// on a new lake see empty tables rather than missing ones.
     pub async fn ensure_tables(&self) -> Result<()> {
         for t in TABLES.iter().filter(|t| t.storage == Storage::Delta) {
-            self.ensure_table(t).await?;
+            if !self
+                .table_dir(t)
+                .join("_delta_log")
+                .join("00000000000000000000.json")
+                .exists()
+            {
+                self.ensure_table(t).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Delta tables whose stored schema is not the one this build declares
+    /// (after an upgrade). Nested field names are ignored.
+    pub async fn outdated_tables(&self) -> Result<Vec<&'static Table>> {
+        use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+        let mut out = Vec::new();
+        for t in TABLES.iter().filter(|t| t.storage == Storage::Delta) {
+            let Some(table) = self.load(t).await? else {
+                continue;
+            };
+            let snapshot = table
+                .snapshot()
+                .map_err(|e| LakeError::delta(t.qualified(), e))?;
+            let stored: arrow::datatypes::Schema = snapshot
+                .schema()
+                .as_ref()
+                .try_into_arrow()
+                .map_err(|e| LakeError::Internal(format!("{}: {e}", t.qualified())))?;
+            let declared = t.schema();
+            let same = stored.fields().len() == declared.fields().len()
+                && stored.fields().iter().zip(declared.fields()).all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.is_nullable() == b.is_nullable()
+                        && a.data_type().equals_datatype(b.data_type())
+                })
+                && snapshot
+                    .metadata()
+                    .partition_columns()
+                    .iter()
+                    .map(String::as_str)
+                    .eq(t.partition);
+            if !same {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a derived table's folder (it is rebuilt from the raw zone).
+    pub fn drop_table(&self, t: &Table) -> Result<()> {
+        self.open.lock().expect("unpoisoned").remove(&t.qualified());
+        let dir = self.table_dir(t);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(LakeError::io(dir, e)),
+        }
     }
 
     /// Creates `t` (empty) if it does not exist; returns it.
@@ -158,6 +248,8 @@ impl Lake {
             .with_columns(schema.fields().cloned())
             .with_table_name(t.name)
             .with_comment(t.doc)
+            // a checkpoint every 10 commits keeps opening a table cheap
+            .with_configuration_property(deltalake::TableProperty::CheckpointInterval, Some("10"))
             .with_save_mode(SaveMode::Ignore);
         if let Some(p) = t.partition {
             create = create.with_partition_columns(vec![p.to_string()]);
@@ -173,11 +265,16 @@ impl Lake {
             Compression::Lz4 => PqCompression::LZ4_RAW,
             Compression::None => PqCompression::UNCOMPRESSED,
         };
-        WriterProperties::builder()
+        let mut b = WriterProperties::builder()
             .set_compression(compression)
             .set_max_row_group_row_count(Some(self.cfg.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .build()
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        // Nearly unique columns gain nothing from a dictionary but the cost
+        // of building one and falling back to plain encoding.
+        for col in HIGH_CARDINALITY {
+            b = b.set_column_dictionary_enabled((*col).into(), false);
+        }
+        b.build()
     }
 
     /// Writes `batches` to `t` in one commit.
@@ -242,6 +339,191 @@ impl Lake {
             rows,
         })
     }
+}
+
+impl Lake {
+    /// Replaces whole date partitions of a date-partitioned table in one
+    /// commit: removes the files of `dates` (only those whose statistics show
+    /// `only.0 = only.1` for every row, when `only` is given) and adds
+    /// `batches`, written by several Parquet writers in parallel. Every new
+    /// row's date must be one of `dates`.
+    ///
+    /// This is the ETL's fast path. When a file in those partitions may hold
+    /// rows that must stay (statistics say `only` is not certain), it falls
+    /// back to [`Lake::write`] with a row-level replace predicate.
+    pub async fn replace_dates(
+        &self,
+        t: &Table,
+        dates: &[i32],
+        batches: Vec<RecordBatch>,
+        only: Option<(&str, &str)>,
+        threads: usize,
+    ) -> Result<WriteStats> {
+        use std::collections::{BTreeMap, BTreeSet};
+
+        use deltalake::kernel::Action;
+        use deltalake::kernel::transaction::CommitBuilder;
+        use deltalake::protocol::DeltaOperation;
+        use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+
+        assert_eq!(
+            t.partition,
+            Some("date"),
+            "{} is not partitioned by date",
+            t.qualified()
+        );
+        let t0 = std::time::Instant::now();
+        let err = |e| LakeError::delta(t.qualified(), e);
+        let mut pred = dates_predicate(dates);
+        if let Some((col, val)) = only {
+            pred = format!("{pred} AND {col} = '{val}'");
+        }
+        let table = self.ensure_table(t).await?;
+        let wanted: BTreeSet<String> = dates
+            .iter()
+            .map(|d| shoplake_core::time::format_date(*d))
+            .collect();
+
+        // files to remove
+        let snapshot = table.snapshot().map_err(err)?;
+        let mut removes = Vec::new();
+        for f in snapshot.log_data().iter() {
+            let Some(Some(d)) = f.partition_values_map().get("date").cloned() else {
+                continue;
+            };
+            if !wanted.contains(&d) {
+                continue;
+            }
+            if let Some((col, val)) = only
+                && !stats_prove_equal(f.stats().as_deref(), col, val)
+            {
+                tracing::debug!(table = %t.qualified(), file = %f.path(), "partition holds other rows: row-level replace");
+                return self.write(t, batches, WriteMode::Replace(pred)).await;
+            }
+            removes.push(Action::Remove(f.remove_action(true)));
+        }
+
+        // new rows, grouped by date, then dealt to writers by size
+        let mut by_date: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
+        let mut rows = 0u64;
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let b = conform(t, b)?;
+            rows += b.num_rows() as u64;
+            for (d, part) in split_by_date(&b)? {
+                if !dates.contains(&d) {
+                    return Err(LakeError::Internal(format!(
+                        "{}: a new row's date {} is not among the dates being replaced",
+                        t.qualified(),
+                        shoplake_core::time::format_date(d)
+                    )));
+                }
+                by_date.entry(d).or_default().push(part);
+            }
+        }
+        drop(batches);
+        if rows == 0 && removes.is_empty() {
+            return Ok(WriteStats {
+                version: None,
+                rows,
+            });
+        }
+        let n = threads.clamp(1, by_date.len().max(1));
+        type Group = (u64, Vec<(i32, RecordBatch)>);
+        let mut groups: Vec<Group> = (0..n).map(|_| (0, Vec::new())).collect();
+        let mut parts: Vec<(i32, Vec<RecordBatch>)> = by_date.into_iter().collect();
+        parts
+            .sort_by_key(|(_, p)| std::cmp::Reverse(p.iter().map(|b| b.num_rows()).sum::<usize>()));
+        for (d, p) in parts {
+            let g = groups.iter_mut().min_by_key(|g| g.0).expect("n ≥ 1");
+            g.0 += p.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+            g.1.extend(p.into_iter().map(|b| (d, b)));
+        }
+        let mut tasks = Vec::new();
+        for (_, group) in groups.into_iter().filter(|g| !g.1.is_empty()) {
+            let mut w = RecordBatchWriter::for_table(&table)
+                .map_err(err)?
+                .with_writer_properties(self.writer_properties());
+            tasks.push(tokio::spawn(async move {
+                for (d, b) in group {
+                    // the partition is known: no need for the writer to split the batch
+                    let mut pv = indexmap::IndexMap::new();
+                    pv.insert(
+                        "date".to_string(),
+                        delta_kernel::expressions::Scalar::Date(d),
+                    );
+                    w.write_partition(b, &pv, deltalake::writer::WriteMode::Default)
+                        .await?;
+                }
+                w.flush().await
+            }));
+        }
+        let mut actions = removes;
+        for task in tasks {
+            let adds = task
+                .await
+                .map_err(|e| LakeError::Internal(format!("parquet writer task: {e}")))?
+                .map_err(err)?;
+            actions.extend(adds.into_iter().map(Action::Add));
+        }
+        let op = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: Some(vec!["date".to_string()]),
+            predicate: Some(pred),
+        };
+        let commit =
+            CommitBuilder::from(deltalake::kernel::transaction::CommitProperties::default())
+                .with_actions(actions)
+                .build(Some(snapshot), table.log_store(), op)
+                .await
+                .map_err(err)?;
+        tracing::debug!(table = %t.qualified(), rows, ms = t0.elapsed().as_millis() as u64, "committed (partition replace)");
+        Ok(WriteStats {
+            version: Some(commit.version()),
+            rows,
+        })
+    }
+}
+
+/// Whether a file's Delta statistics prove every row has `col = val`.
+fn stats_prove_equal(stats: Option<&str>, col: &str, val: &str) -> bool {
+    let Some(v) = stats.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+        return false;
+    };
+    let is = |k: &str| v.get(k).and_then(|m| m.get(col)).and_then(|x| x.as_str()) == Some(val);
+    let no_nulls = v
+        .get("nullCount")
+        .and_then(|m| m.get(col))
+        .and_then(|x| x.as_i64())
+        == Some(0);
+    is("minValues") && is("maxValues") && no_nulls
+}
+
+/// Splits a batch by its `date` column (one slice when it holds one date).
+fn split_by_date(b: &RecordBatch) -> Result<Vec<(i32, RecordBatch)>> {
+    use arrow::array::{Date32Array, UInt32Array};
+    let dates = b
+        .column_by_name("date")
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+        .ok_or_else(|| LakeError::Internal("batch lacks a date32 `date` column".into()))?;
+    let first = dates.value(0);
+    if dates.values().iter().all(|d| *d == first) {
+        return Ok(vec![(first, b.clone())]);
+    }
+    let mut idx: std::collections::BTreeMap<i32, Vec<u32>> = std::collections::BTreeMap::new();
+    for (i, d) in dates.values().iter().enumerate() {
+        idx.entry(*d).or_default().push(i as u32);
+    }
+    idx.into_iter()
+        .map(|(d, rows)| {
+            let take = UInt32Array::from(rows);
+            let cols = b
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c, &take, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok((d, RecordBatch::try_new(b.schema(), cols)?))
+        })
+        .collect()
 }
 
 /// Casts `batch` to `t`'s declared schema (by column name); a missing

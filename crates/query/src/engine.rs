@@ -145,6 +145,21 @@ struct LakeSchema {
 }
 
 impl LakeSchema {
+    async fn delta(
+        &self,
+        t: &'static Table,
+    ) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        match self
+            .lake
+            .load(t)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+        {
+            Some(table) => Ok(Some(table.table_provider().await?)),
+            None => Ok(None),
+        }
+    }
+
     fn find(&self, name: &str) -> Option<&'static Table> {
         TABLES
             .iter()
@@ -167,13 +182,8 @@ impl SchemaProvider for LakeSchema {
             return Ok(None);
         };
         let provider: Arc<dyn TableProvider> = match t.storage {
-            Storage::Delta => match self
-                .lake
-                .load(t)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
-            {
-                Some(table) => table.table_provider().await?,
+            Storage::Delta => match self.delta(t).await? {
+                Some(provider) => provider,
                 None => Arc::new(MemTable::try_new(t.schema(), vec![vec![]])?),
             },
             Storage::Files => Arc::new(RawFilesTable::new(&self.lake, t)),
