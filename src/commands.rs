@@ -222,6 +222,9 @@ async fn import(
             "message": note,
             "sample_errors": r.sample_errors.iter().map(|(l, e)| format!("line {l}: {e}")).collect::<Vec<_>>(),
         }));
+        if !env.progress {
+            tracing::info!(file = %path.display(), source = source.name(), status, rows = r.rows, good = r.good, quarantined = r.quarantined, hash = %r.hash, "{note}");
+        }
         rows.push(vec![path.display().to_string(), status.to_string(), note]);
     }
     match f {

@@ -37,11 +37,18 @@ fn main() -> ExitCode {
                 // `shoplake sql ... | head` is not an error
                 return ExitCode::SUCCESS;
             }
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(error = %format!("{e:#}"), "command failed");
+            } else {
+                let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
 }
+
+/// Whether logs are JSON (then the final error is a log record too).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -105,7 +112,10 @@ fn init_logging(cli: &Cli, config: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            builder.json().init()
+        }
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }

@@ -38,10 +38,12 @@ impl Observer for StepSpinner {
     }
 
     fn step_finished(&self, r: &StepReport) {
-        tracing::debug!(step = %r.name, rows_in = r.rows_in, rows_out = r.rows_out, rejected = r.rejected, seconds = r.seconds, "step finished");
         if let Some(bar) = self.bar.lock().expect("unpoisoned").take() {
             bar.finish_and_clear();
             eprintln!("✓ {:<22} {:>8}  {}", r.name, fmt_secs(r.seconds), r.detail);
+        } else {
+            // no terminal: the step goes to the log (JSON with --log-format json)
+            tracing::info!(step = %r.name, rows_in = r.rows_in, rows_out = r.rows_out, quarantined = r.rejected, seconds = r.seconds, detail = %r.detail, "step finished");
         }
     }
 }

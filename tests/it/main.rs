@@ -7,4 +7,5 @@ mod common;
 mod cli;
 mod crash;
 mod docs;
+mod maintenance;
 mod pipeline;

@@ -381,6 +381,18 @@ pub async fn run(
         max_file_bytes: cfg.import.max_file_size_mb << 20,
         threads,
     };
+    // One run at a time per data directory: a second run waits, then finds
+    // what the first did in the bookmarks.
+    let lock_path = lake.state_dir().join("pipeline.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| JobError::Io(lock_path.clone(), e))?;
+    if lock.try_lock().is_err() {
+        tracing::info!(
+            "another pipeline run holds {}; waiting for it",
+            lock_path.display()
+        );
+        lock.lock()
+            .map_err(|e| JobError::Io(lock_path.clone(), e))?;
+    }
     let mut r = Runner {
         engine: QueryEngine::new(lake, &cfg.query)?,
         obs,
@@ -638,6 +650,16 @@ pub async fn run(
                 rows += n;
                 built.push(format!("{} {n}", m.table.name));
             }
+        }
+        // day-grain models gain a file per incremental run: keep them compact
+        let mut compacted = 0;
+        for stage in curate::STAGES {
+            for m in stage.iter().filter(|m| m.table.partition.is_none()) {
+                compacted += lake.compact_if_needed(m.table).await?;
+            }
+        }
+        if compacted > 0 {
+            built.push(format!("{compacted} small files compacted"));
         }
         r.finish("curate", t0, 0, rows, 0, built.join(", "));
     }

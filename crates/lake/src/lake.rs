@@ -4,7 +4,7 @@
 //! ## Commit contract
 //! Every change to a Delta table is one Delta commit, so a reader sees the
 //! table before or after it, never half of it, and a process killed mid-write
-//! leaves at most unreferenced Parquet files (which `vacuum` removes):
+//! leaves at most unreferenced Parquet files:
 //! * [`WriteMode::Replace`] removes the rows matching a predicate and adds the
 //!   new ones in the same commit: re-running a date replaces it atomically.
 //! * [`WriteMode::Overwrite`] replaces the whole table in one commit.
@@ -12,6 +12,9 @@
 //!
 //! Batches are conformed to the table's declared schema before writing: types
 //! are cast and a null in a NOT NULL column is an error, not a silent write.
+//!
+//! Files a commit no longer references stay on disk until they are removed
+//! (a later maintenance command will vacuum them); readers never see them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -178,6 +181,30 @@ impl Lake {
             }
         }
         Ok(())
+    }
+
+    /// Compacts `t` when it has more data files than `lake.compact_after_files`
+    /// (each incremental run of a day-grain model adds one): small files are
+    /// rewritten into few, in one commit. Returns the files removed.
+    pub async fn compact_if_needed(&self, t: &Table) -> Result<u64> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(0);
+        };
+        let files = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(t.qualified(), e))?
+            .log_data()
+            .num_files();
+        if files <= self.cfg.compact_after_files {
+            return Ok(0);
+        }
+        let (_, metrics) = table
+            .optimize()
+            .with_writer_properties(self.writer_properties())
+            .await
+            .map_err(|e| LakeError::delta(t.qualified(), e))?;
+        tracing::info!(table = %t.qualified(), files_before = files, removed = metrics.num_files_removed, added = metrics.num_files_added, "compacted");
+        Ok(metrics.num_files_removed)
     }
 
     /// Delta tables whose stored schema is not the one this build declares

@@ -1,0 +1,193 @@
+//! Upgrades, compaction and concurrent runs: what an operator meets after
+//! months of unattended runs.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use shoplake_core::schema::{self, Table};
+use shoplake_jobs::pipeline::PipelineOptions;
+use shoplake_lake::catalog;
+
+use crate::common::model::Model;
+use crate::common::{Fixture, all_reports, assert_reports_match, day, small_config, ymd};
+
+/// Replaces `t` with a table of the same rows but one column fewer, as an
+/// older shoplake would have written it.
+async fn downgrade(fx: &Fixture, t: &Table, drop_column: &str) {
+    let engine = fx.engine();
+    let batches = engine
+        .run_internal(&format!("SELECT * FROM {}", t.qualified()))
+        .await
+        .unwrap();
+    let keep: Vec<usize> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.name != drop_column)
+        .map(|(i, _)| i)
+        .collect();
+    let schema = Arc::new(t.schema().project(&keep).unwrap());
+    let old: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let cols = keep
+                .iter()
+                .map(|i| {
+                    arrow::compute::cast(
+                        b.column(*i),
+                        schema
+                            .field(keep.iter().position(|k| k == i).unwrap())
+                            .data_type(),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            RecordBatch::try_new(Arc::new(Schema::new(schema.fields().clone())), cols).unwrap()
+        })
+        .collect();
+    fx.lake.drop_table(t).unwrap();
+    std::fs::create_dir_all(fx.lake.table_dir(t)).unwrap();
+    let mut w = shoplake_lake::deltalake::DeltaTable::try_from_url(fx.lake.table_url(t))
+        .await
+        .unwrap()
+        .write(old);
+    if let Some(p) = t.partition {
+        w = w.with_partition_columns(vec![p.to_string()]);
+    }
+    w.await.unwrap();
+    assert_eq!(
+        fx.lake
+            .outdated_tables()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|x| x.qualified() == t.qualified())
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_written_by_an_older_version_are_rebuilt_from_raw() {
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let before = all_reports(&fx.engine()).await;
+
+    downgrade(&fx, &schema::SESSIONS, "country").await;
+    downgrade(&fx, &schema::FUNNEL_DAILY, "page_view_sessions").await;
+    // an upgrade: the bookmarks were written by another build
+    let path = fx.lake.state_dir().join("pipeline.json");
+    let mut marks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    marks["layout"] = serde_json::json!(0);
+    std::fs::write(&path, serde_json::to_vec(&marks).unwrap()).unwrap();
+
+    let summary = fx.run(&PipelineOptions::default()).await;
+    let catalog_step = summary.steps.iter().find(|s| s.name == "catalog").unwrap();
+    assert!(
+        catalog_step.detail.contains("processed.sessions")
+            && catalog_step.detail.contains("curated.funnel_daily"),
+        "{}",
+        catalog_step.detail
+    );
+    assert!(fx.lake.outdated_tables().await.unwrap().is_empty());
+    assert_eq!(
+        all_reports(&fx.engine()).await,
+        before,
+        "the rebuilt tables give the same answers"
+    );
+    // and the next run has nothing to do
+    assert!(fx.run(&PipelineOptions::default()).await.nothing_to_do());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn day_grain_models_stay_compact_over_many_incremental_runs() {
+    let mut fx = Fixture::with(&small_config());
+    fx.cfg.lake.compact_after_files = 3;
+    let first = day(crate::common::START);
+    let last = first + crate::common::DAYS as i32 - 1;
+    // a backfill of the first days, then one run per day, as a daily schedule would
+    fx.run(&PipelineOptions {
+        from: None,
+        to: Some(first + 4),
+        force: false,
+    })
+    .await;
+    for d in first + 5..=last {
+        let s = fx
+            .run(&PipelineOptions {
+                from: Some(d),
+                to: Some(d),
+                force: false,
+            })
+            .await;
+        if s.products_rebuilt {
+            // a catalogue file landed that day: every day's product attributes are redone
+            assert!(s.dates.contains(&ymd(d)));
+        } else {
+            assert_eq!(s.dates, vec![ymd(d)], "one day per run");
+        }
+    }
+    for t in [
+        &schema::PRODUCT_PERFORMANCE,
+        &schema::PRODUCT_PAIRS,
+        &schema::FUNNEL_DAILY,
+        &schema::SESSIONS_DAILY,
+    ] {
+        let info = catalog::describe(&fx.lake, t).await.unwrap();
+        assert!(
+            info.files <= 4,
+            "{} has {} files after {} runs",
+            t.qualified(),
+            info.files,
+            last - first - 3
+        );
+    }
+    assert_reports_match(&fx.engine(), &Model::from_raw(&fx.raw_root())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pipeline_runs_wait_for_each_other() {
+    let fx = Fixture::with(&small_config());
+    let reference = Fixture::with(&small_config());
+    reference.run(&PipelineOptions::default()).await;
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_shoplake"))
+            .arg("--data")
+            .arg(fx.dir.path())
+            .args(["pipeline", "run", "--format", "json"])
+            .env("CI", "true")
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [&a, &b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // one did the work, the other waited and found nothing left to do
+    let dates = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["dates"].as_array().unwrap().len()
+    };
+    let mut counts = [dates(&a), dates(&b)];
+    counts.sort();
+    assert_eq!(counts[0], 0, "the second run found nothing to do");
+    assert_eq!(counts[1], crate::common::DAYS as usize);
+    assert_eq!(
+        fx.delta_row_counts().await,
+        reference.delta_row_counts().await
+    );
+    assert_eq!(
+        all_reports(&fx.engine()).await,
+        all_reports(&reference.engine()).await
+    );
+}
