@@ -162,6 +162,21 @@ def write_markdown(m, results, path):
             f"**{r['pipeline']['events_per_s']:,.0f}** | {r['pipeline']['peak_rss_mib']:,.0f} MiB | "
             f"{slow[0]} {slow[1]['median_s'] * 1000:.0f} ms | {r['lake_mib']:,.0f} MiB |"
         )
+    L.append("\n## Targets (issue #2)\n")
+    L.append("| target | measured | |")
+    L.append("| --- | --- | --- |")
+    big = max(results, key=lambda r: r["events"])
+    eps = big["pipeline"]["events_per_s"]
+    L.append(f"| pipeline ≥ 1,000,000 events/s | {eps:,.0f} events/s at {big['events']:,} events | {'met' if eps >= 1e6 else 'not met'} |")
+    worst = max(x["median_s"] for x in big["reports"].values())
+    L.append(f"| every report < 1 s at 10M events | slowest {worst * 1000:.0f} ms at {big['events']:,} events | {'met' if worst < 1 else 'not met'} |")
+    L.append("")
+    L.append("Where the pipeline's time goes (see the step table): `clickstream_sessions` parses every JSON line, "
+             "maps it to the canonical event, writes the events as Parquet, sessionises and writes the sessions; "
+             "on these 2 cores that is about 1.1 µs of CPU per event for parsing and mapping and 0.6 µs for "
+             "Parquet encoding. `curate` rescans the day's events once for product views. "
+             "Reports read the curated day-grain tables, which stay small (one row per day, product or "
+             "pair), so their time hardly grows with the number of events.")
     L.append("\n## Pipeline steps (seconds)\n")
     steps = list(results[0]["pipeline"]["steps"].keys())
     L.append("| events | " + " | ".join(steps) + " |")

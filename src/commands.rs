@@ -51,6 +51,16 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
     }
 }
 
+/// A message for the person at the terminal: on stderr with text logs, a log
+/// record with JSON logs, nothing with --quiet.
+fn say(env: &Env, msg: &str) {
+    if env.chatty {
+        eprintln!("{msg}");
+    } else {
+        tracing::info!("{msg}");
+    }
+}
+
 fn fmt(f: FormatArg) -> OutputFormat {
     match f {
         FormatArg::Table => OutputFormat::Table,
@@ -156,7 +166,7 @@ fn generate(env: &Env, a: &GenerateArgs) -> Result<shoplake_gen::GenSummary> {
     for note in &summary.notes {
         text.push_str(&format!("  note: {note}\n"));
     }
-    eprint!("{text}");
+    say(env, text.trim_end());
     Ok(summary)
 }
 
@@ -205,9 +215,9 @@ async fn import(
                 ("refused", why.clone())
             }
         };
-        for (line, e) in &r.sample_errors {
-            if matches!(r.outcome, Outcome::Imported) {
-                eprintln!("  {}:{line}: {e}", path.display());
+        if matches!(r.outcome, Outcome::Imported) {
+            for (line, e) in &r.sample_errors {
+                say(env, &format!("  {}:{line}: {e}", path.display()));
             }
         }
         json.push(serde_json::json!({
@@ -235,10 +245,12 @@ async fn import(
         )?,
     }
     if refused > 0 {
-        eprintln!("{refused} file(s) refused; nothing of them was imported");
-        return Ok(ExitCode::FAILURE);
+        anyhow::bail!("{refused} file(s) refused; nothing of them was imported");
     }
-    eprintln!("run `shoplake pipeline run` to process the new partitions");
+    say(
+        env,
+        "run `shoplake pipeline run` to process the new partitions",
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -505,9 +517,12 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
             .unwrap_or(false)
     });
     if has_data && !a.regenerate {
-        eprintln!(
-            "{} already holds raw data; using it (pass --regenerate to write fresh sample data)",
-            lake.root().display()
+        say(
+            env,
+            &format!(
+                "{} already holds raw data; using it (pass --regenerate to write fresh sample data)",
+                lake.root().display()
+            ),
         );
     } else {
         generate(env, &a.sizes)?;

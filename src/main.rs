@@ -26,6 +26,8 @@ pub struct Env {
     pub config: Config,
     /// Draw progress on stderr.
     pub progress: bool,
+    /// Write notes for people on stderr (text logs and not --quiet).
+    pub chatty: bool,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +133,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let env = Env {
         data,
         progress: !cli.quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+        chatty: !cli.quiet && config.log.format == LogFormat::Text,
         config,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

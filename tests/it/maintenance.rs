@@ -47,6 +47,11 @@ async fn downgrade(fx: &Fixture, t: &Table, drop_column: &str) {
             RecordBatch::try_new(Arc::new(Schema::new(schema.fields().clone())), cols).unwrap()
         })
         .collect();
+    let old = if old.is_empty() {
+        vec![RecordBatch::new_empty(Arc::new(Schema::new(schema.fields().clone())))]
+    } else {
+        old
+    };
     fx.lake.drop_table(t).unwrap();
     std::fs::create_dir_all(fx.lake.table_dir(t)).unwrap();
     let mut w = shoplake_lake::deltalake::DeltaTable::try_from_url(fx.lake.table_url(t))
@@ -189,5 +194,83 @@ async fn concurrent_pipeline_runs_wait_for_each_other() {
     assert_eq!(
         all_reports(&fx.engine()).await,
         all_reports(&reference.engine()).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outdated_quarantine_table_stops_the_run_before_anything_is_deleted() {
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let reviews_before = fx.delta_row_counts().await["processed.reviews"];
+    downgrade(&fx, &schema::REVIEWS, "sentiment").await;
+    downgrade(&fx, &schema::Q_TRANSACTIONS, "column").await;
+    let path = fx.lake.state_dir().join("pipeline.json");
+    let mut marks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    marks["layout"] = serde_json::json!(0);
+    std::fs::write(&path, serde_json::to_vec(&marks).unwrap()).unwrap();
+
+    let err = shoplake_jobs::pipeline::run(
+        &fx.lake,
+        &fx.cfg,
+        &PipelineOptions::default(),
+        &shoplake_jobs::pipeline::Quiet,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("quarantine.transactions") && err.contains("delete its folder"),
+        "{err}"
+    );
+    // the derived table that also changed was left alone, rows and all
+    assert!(
+        fx.lake
+            .table_dir(&schema::REVIEWS)
+            .join("_delta_log")
+            .exists()
+    );
+    let rows = fx
+        .engine()
+        .run_internal("SELECT COUNT(*) FROM processed.reviews")
+        .await
+        .unwrap();
+    let n = rows[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, reviews_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_tables_show_compressed_files_and_empty_results_keep_their_columns() {
+    let fx = Fixture::with(&small_config());
+    let dir = fx.raw_root().join("products").join("date=2025-02-01");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text =
+        "{\"product_id\":\"PZ1\",\"name\":\"Zip\",\"category\":\"x\",\"price\":2.5,\"stock\":1}\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+    std::fs::write(dir.join("extra.json.gz"), gz.finish().unwrap()).unwrap();
+    let engine = fx.engine();
+    let rows = engine
+        .query("SELECT name, price, date FROM raw.products WHERE product_id = 'PZ1'")
+        .await
+        .unwrap();
+    let out = shoplake_query::output::to_string(&rows, shoplake_query::output::OutputFormat::Csv)
+        .unwrap();
+    assert_eq!(out, "name,price,date\nZip,2.5,2025-02-01\n");
+    let empty = engine
+        .query("SELECT product_id, price FROM raw.products WHERE product_id = 'none'")
+        .await
+        .unwrap();
+    let table =
+        shoplake_query::output::to_string(&empty, shoplake_query::output::OutputFormat::Table)
+            .unwrap();
+    assert!(
+        table.contains("product_id") && table.contains("price"),
+        "{table}"
     );
 }

@@ -159,7 +159,10 @@ pub fn canonical_device(device: Option<&str>) -> &'static str {
 /// `("/a/b", Some("c=1"))`.
 pub fn split_url(url: &str) -> (&str, Option<&str>) {
     let mut rest = url;
-    if let Some(i) = rest.find("://") {
+    // most pages arrive as paths: only look for a scheme when there may be one
+    if !rest.starts_with('/')
+        && let Some(i) = rest.find("://")
+    {
         rest = &rest[i + 3..];
         rest = match rest.find(['/', '?', '#']) {
             Some(j) => &rest[j..],
@@ -174,6 +177,48 @@ pub fn split_url(url: &str) -> (&str, Option<&str>) {
         None => (rest, None),
     };
     (if path.is_empty() { "/" } else { path }, query)
+}
+
+/// The query parameters shoplake reads from a page URL, found in one pass.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PageParams<'a> {
+    /// `utm_source`.
+    pub utm_source: Option<Cow<'a, str>>,
+    /// `utm_medium`.
+    pub utm_medium: Option<Cow<'a, str>>,
+    /// `utm_campaign`.
+    pub utm_campaign: Option<Cow<'a, str>>,
+    /// `product_id`.
+    pub product_id: Option<Cow<'a, str>>,
+    /// `q`, else `query` (search terms).
+    pub search: Option<Cow<'a, str>>,
+}
+
+impl<'a> PageParams<'a> {
+    /// Reads the parameters of a query string (the first of a repeated key wins).
+    pub fn parse(query: &'a str) -> Self {
+        let mut p = PageParams::default();
+        let mut query_alias = None;
+        for pair in query.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match k {
+                "utm_source" => &mut p.utm_source,
+                "utm_medium" => &mut p.utm_medium,
+                "utm_campaign" => &mut p.utm_campaign,
+                "product_id" => &mut p.product_id,
+                "q" => &mut p.search,
+                "query" => &mut query_alias,
+                _ => continue,
+            };
+            if slot.is_none() && !v.is_empty() {
+                *slot = Some(percent_decode(v));
+            }
+        }
+        if p.search.is_none() {
+            p.search = query_alias;
+        }
+        p
+    }
 }
 
 /// The value of `key` in a query string, percent-decoded (`+` is a space).
@@ -525,6 +570,18 @@ mod tests {
         );
         assert_eq!(query_param("q=100%", "q").unwrap(), "100%");
         assert_eq!(query_param("a=1", "q"), None);
+        let p = PageParams::parse(
+            "utm_source=google&x=1&utm_medium=cpc&utm_source=bing&query=red%20shoes&product_id=",
+        );
+        assert_eq!(p.utm_source.as_deref(), Some("google"));
+        assert_eq!(p.utm_medium.as_deref(), Some("cpc"));
+        assert_eq!(p.utm_campaign, None);
+        assert_eq!(p.product_id, None);
+        assert_eq!(p.search.as_deref(), Some("red shoes"));
+        assert_eq!(
+            split_url("shop.example/no-scheme?x=1"),
+            ("shop.example/no-scheme", Some("x=1"))
+        );
         assert_eq!(product_from_path("/product/P00012"), Some("P00012"));
         assert_eq!(product_from_path("/category/x"), None);
     }

@@ -352,11 +352,16 @@ fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = i + 1;
-    let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
-    if b[start + len] != b'"' || b[start..start + len].iter().any(|c| *c < 0x20) {
-        return None;
+    // one pass: values are short, a byte loop beats searching twice
+    for (n, &c) in b[start..].iter().enumerate() {
+        match c {
+            b'"' => return Some((&text[start..start + n], start + n + 1)),
+            b'\\' => return None,
+            c if c < 0x20 => return None,
+            _ => {}
+        }
     }
-    Some((&text[start..start + len], start + len + 1))
+    None
 }
 
 /// The end of a JSON number at `i` (strict grammar: no leading zeros, a

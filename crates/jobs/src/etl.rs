@@ -18,8 +18,8 @@ use arrow::array::{
 use arrow::compute::filter_record_batch;
 use shoplake_core::Rejection;
 use shoplake_core::event::{
-    Event, EventBatchBuilder, canonical_device, canonical_event_type, product_from_path,
-    query_param, split_url,
+    Event, EventBatchBuilder, PageParams, canonical_device, canonical_event_type,
+    product_from_path, split_url,
 };
 use shoplake_core::schema;
 use shoplake_core::sources::{self, Format, Record, Source, push_json_str};
@@ -114,14 +114,13 @@ fn load(
         }
     };
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let format = match files::check_text(&f.path, &bytes) {
-        Ok(fm) => fm,
+    let (text, format) = match files::into_text(&f.path, bytes) {
+        Ok(t) => t,
         Err(e) => {
             refuse(e, hash, q);
             return Ok(None);
         }
     };
-    let text = String::from_utf8(bytes).expect("checked UTF-8");
     Ok(Some(LoadedFile {
         rel,
         hash,
@@ -680,13 +679,13 @@ fn click_event<'a>(
 ) -> Event<'a> {
     let page = c.page.as_deref();
     let (path, query) = page.map(split_url).unwrap_or(("/", None));
-    let q = |k: &str| query.and_then(|q| query_param(q, k));
+    let params = query.map(PageParams::parse).unwrap_or_default();
     let event_type = canonical_event_type(&c.event_type);
     let product_id = product_from_path(path)
         .map(std::borrow::Cow::Borrowed)
-        .or_else(|| q("product_id"));
+        .or(params.product_id);
     let search_query = if path.starts_with("/search") || event_type == "search" {
-        q("q").or_else(|| q("query"))
+        params.search
     } else {
         None
     };
@@ -723,9 +722,9 @@ fn click_event<'a>(
         page_url: page.map(Into::into),
         page_path: page.map(|_| path.into()),
         referrer: None,
-        utm_source: q("utm_source"),
-        utm_medium: q("utm_medium"),
-        utm_campaign: q("utm_campaign"),
+        utm_source: params.utm_source,
+        utm_medium: params.utm_medium,
+        utm_campaign: params.utm_campaign,
         search_query,
         device_type,
         is_bot: device_type == "bot",

@@ -442,19 +442,21 @@ pub async fn run(
     } else {
         lake.outdated_tables().await?
     };
+    // quarantine cannot be rebuilt: refuse before deleting anything
+    if let Some(t) = outdated.iter().find(|t| t.zone == schema::Zone::Quarantine) {
+        return Err(JobError::Invalid(format!(
+            "{} was written by another version of shoplake with other columns; \
+             export it, delete its folder {} and run again",
+            t.qualified(),
+            lake.table_dir(t).display()
+        )));
+    }
     for t in outdated {
         let source = match (t.zone, t.name) {
             (schema::Zone::Curated, _) => None,
             (schema::Zone::Processed, "events" | "sessions") => Some(Source::Clickstream),
             (schema::Zone::Processed, name) => Source::parse(name),
-            _ => {
-                return Err(JobError::Invalid(format!(
-                    "{} was written by another version of shoplake with other columns; \
-                     export it, delete its folder {} and run again",
-                    t.qualified(),
-                    lake.table_dir(t).display()
-                )));
-            }
+            _ => unreachable!("quarantine tables were checked above; raw tables are not Delta"),
         };
         tracing::warn!(table = %t.qualified(), "columns changed since the table was written: rebuilding it");
         lake.drop_table(t)?;

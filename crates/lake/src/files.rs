@@ -49,12 +49,12 @@ pub fn decompress(bytes: Vec<u8>, max_bytes: u64) -> Result<Vec<u8>, String> {
             return Ok(bytes);
         }
         Compression::Gzip => flate2::read::MultiGzDecoder::new(&bytes[..])
-            .take(max_bytes + 1)
+            .take(max_bytes.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| format!("corrupt gzip data: {e}"))?,
         Compression::Zstd => zstd::stream::read::Decoder::new(&bytes[..])
             .map_err(|e| format!("corrupt zstd data: {e}"))?
-            .take(max_bytes + 1)
+            .take(max_bytes.saturating_add(1))
             .read_to_end(&mut out)
             .map_err(|e| format!("corrupt zstd data: {e}"))?,
     };
@@ -81,41 +81,51 @@ pub fn claimed_format(path: &Path) -> Option<Format> {
     }
 }
 
-/// Checks a decompressed file as a whole and returns its text and format:
-/// UTF-8, not binary, not empty, and really the format its name claims
-/// (sniffed from the content when the name claims none).
+/// Checks a decompressed file as a whole and returns its format: UTF-8, not
+/// binary, not empty, and really the format its name claims (sniffed from
+/// the content when the name claims none).
 pub fn check_text(path: &Path, bytes: &[u8]) -> Result<Format, String> {
+    not_binary(bytes)?;
+    let text = std::str::from_utf8(bytes).map_err(|e| not_utf8(e.valid_up_to()))?;
+    check_format(path, text)
+}
+
+/// [`check_text`] that keeps the text: the bytes are validated as UTF-8 once.
+pub fn into_text(path: &Path, bytes: Vec<u8>) -> Result<(String, Format), String> {
+    not_binary(&bytes)?;
+    let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error().valid_up_to()))?;
+    let format = check_format(path, &text)?;
+    Ok((text, format))
+}
+
+fn not_binary(bytes: &[u8]) -> Result<(), String> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let head = &bytes[..bytes.len().min(8192)];
-    if head.contains(&0) {
+    if bytes[..bytes.len().min(8192)].contains(&0) {
         return Err("binary data, not a CSV or JSON text file".into());
     }
-    if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(format!(
-            "not UTF-8 text (invalid byte at offset {})",
-            e.valid_up_to()
-        ));
-    }
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    let Some(first) = first else {
+    Ok(())
+}
+
+fn not_utf8(offset: usize) -> String {
+    format!("not UTF-8 text (invalid byte at offset {offset})")
+}
+
+fn check_format(path: &Path, text: &str) -> Result<Format, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Some(first) = text.bytes().find(|b| !b.is_ascii_whitespace()) else {
         return Err("empty file".into());
     };
     let looks_json = first == b'{' || first == b'[';
-    let format = match claimed_format(path) {
-        Some(Format::Csv) if looks_json => {
-            return Err("named .csv but the content is JSON".into());
-        }
-        Some(Format::Json) if !looks_json => {
-            return Err(format!(
-                "named .json but the content is not JSON (starts with {:?})",
-                first as char
-            ));
-        }
-        Some(f) => f,
-        None if looks_json => Format::Json,
-        None => Format::Csv,
-    };
-    Ok(format)
+    match claimed_format(path) {
+        Some(Format::Csv) if looks_json => Err("named .csv but the content is JSON".into()),
+        Some(Format::Json) if !looks_json => Err(format!(
+            "named .json but the content is not JSON (starts with {:?})",
+            first as char
+        )),
+        Some(f) => Ok(f),
+        None if looks_json => Ok(Format::Json),
+        None => Ok(Format::Csv),
+    }
 }
 
 /// One row as read from a file.
@@ -168,14 +178,17 @@ where
     F: FnMut(Row<'t>, Result<Record<'_>, Rejection>),
 {
     let mut shape = FileShape::default();
-    for (i, line) in text.split('\n').enumerate() {
-        let line_no = first_line + i as u64;
+    let mut start = 0usize;
+    let bytes = text.as_bytes();
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for (line_no, end) in (first_line..).zip(ends) {
+        let line = &text[start..end];
         let raw = line.strip_suffix('\r').unwrap_or(line);
-        if raw.trim().is_empty() {
-            continue;
+        if !raw.trim().is_empty() {
+            shape.rows += 1;
+            f(Row { line: line_no, raw }, Record::from_json(source, raw));
         }
-        shape.rows += 1;
-        f(Row { line: line_no, raw }, Record::from_json(source, raw));
+        start = (end + 1).min(bytes.len());
     }
     shape
 }

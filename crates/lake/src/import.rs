@@ -140,11 +140,11 @@ pub async fn import_file(
         Err(e) => return refuse(report, e),
     };
     report.hash = blake3::hash(&bytes).to_hex().to_string();
-    let format = match files::check_text(path, &bytes) {
-        Ok(f) => f,
+    let (text, format) = match files::into_text(path, bytes) {
+        Ok(t) => t,
         Err(e) => return refuse(report, e),
     };
-    let text = std::str::from_utf8(&bytes).expect("checked UTF-8");
+    let text = text.as_str();
 
     // One import at a time per data dir: the manifest is read-modify-write.
     let lock_path = lake.state_dir().join("imports.lock");

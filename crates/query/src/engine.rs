@@ -93,7 +93,9 @@ impl QueryEngine {
     /// Runs a read-only query to completion within the configured timeout.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let df = self.plan(sql).await?;
+        let schema = df.schema().inner().clone();
         match tokio::time::timeout(self.timeout, df.collect()).await {
+            Ok(Ok(batches)) if batches.is_empty() => Ok(vec![RecordBatch::new_empty(schema)]),
             Ok(r) => r.map_err(|e| explain_error(e, sql)),
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }

@@ -71,10 +71,10 @@ impl RawFilesTable {
             let Ok(bytes) = files::decompress(bytes, u64::MAX) else {
                 continue;
             };
-            let Ok(format) = files::check_text(&f.path, &bytes) else {
+            let Ok((text, format)) = files::into_text(&f.path, bytes) else {
                 continue;
             };
-            let text = std::str::from_utf8(&bytes).expect("checked UTF-8");
+            let text = text.as_str();
             let mut builders: Vec<StringBuilder> =
                 (0..ncols).map(|_| StringBuilder::new()).collect();
             let mut n = 0usize;
