@@ -48,7 +48,9 @@ async fn downgrade(fx: &Fixture, t: &Table, drop_column: &str) {
         })
         .collect();
     let old = if old.is_empty() {
-        vec![RecordBatch::new_empty(Arc::new(Schema::new(schema.fields().clone())))]
+        vec![RecordBatch::new_empty(Arc::new(Schema::new(
+            schema.fields().clone(),
+        )))]
     } else {
         old
     };

@@ -536,6 +536,23 @@ pub const SESSIONS: Table = Table {
     ],
 };
 
+/// `processed.product_activity`
+pub const PRODUCT_ACTIVITY: Table = Table {
+    zone: Zone::Processed,
+    name: "product_activity",
+    doc: "One row per day and product: the events that name the product, counted when the day's events are sessionised (so product analytics never rescan the events).",
+    storage: Storage::Delta,
+    partition: Some("date"),
+    columns: &[
+        c("product_id", Text, "Product id."),
+        c("views", BigInt, "product_view events."),
+        c("carts", BigInt, "add_to_cart events."),
+        c("cart_removals", BigInt, "remove_from_cart events."),
+        c("events", BigInt, "All events naming the product."),
+        DATE_PART,
+    ],
+};
+
 /// `curated.order_lines`
 pub const ORDER_LINES: Table = Table {
     zone: Zone::Curated,
@@ -851,6 +868,7 @@ pub const TABLES: &[Table] = &[
     REVIEWS,
     EVENTS,
     SESSIONS,
+    PRODUCT_ACTIVITY,
     ORDER_LINES,
     DAILY_KPIS,
     PRODUCT_PERFORMANCE,

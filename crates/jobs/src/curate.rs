@@ -62,12 +62,8 @@ sales AS (
     GROUP BY date, product_id
 ),
 views AS (
-    SELECT date, product_id,
-        SUM(CASE WHEN event_type = 'product_view' THEN 1 ELSE 0 END) AS views,
-        SUM(CASE WHEN event_type = 'add_to_cart' THEN 1 ELSE 0 END) AS carts
-    FROM processed.events
-    WHERE {{dates}} AND product_id IS NOT NULL AND event_type IN ('product_view', 'add_to_cart')
-    GROUP BY date, product_id
+    SELECT date, product_id, views, carts
+    FROM processed.product_activity WHERE {{dates}}
 ),
 revs AS (
     SELECT date, product_id, COUNT(*) AS reviews, SUM(rating) AS rating_sum

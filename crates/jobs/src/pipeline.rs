@@ -311,10 +311,18 @@ async fn clickstream_group(
             "SELECT 1 FROM processed.events WHERE {dp} AND protocol <> 'file' LIMIT 1"
         ))
         .await?;
-    let in_memory = others.iter().all(|b| b.num_rows() == 0).then(|| {
-        let evs = out.batches.clone();
-        tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout))
-    });
+    let derive = move |evs: Vec<arrow::array::RecordBatch>| {
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, JobError>((
+                sessions::sessionise(&evs, timeout)?,
+                sessions::product_activity(&evs)?,
+            ))
+        })
+    };
+    let in_memory = others
+        .iter()
+        .all(|b| b.num_rows() == 0)
+        .then(|| derive(out.batches.clone()));
     commit_etl(
         lake,
         &schema::EVENTS,
@@ -326,15 +334,14 @@ async fn clickstream_group(
     )
     .await?;
     let t1 = Instant::now();
-    let sess = match in_memory {
+    let (sess, activity) = match in_memory {
         Some(task) => task.await,
         None => {
             let sql = format!(
                 "SELECT {} FROM processed.events WHERE {dp}",
                 sessions::EVENT_COLUMNS
             );
-            let evs = engine.run_internal(&sql).await?;
-            tokio::task::spawn_blocking(move || sessions::sessionise(&evs, timeout)).await
+            derive(engine.run_internal(&sql).await?).await
         }
     }
     .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
@@ -344,6 +351,14 @@ async fn clickstream_group(
         &schema::SESSIONS,
         &dates,
         sess.into_iter().collect(),
+        None,
+        threads,
+    )
+    .await?;
+    lake.replace_dates(
+        &schema::PRODUCT_ACTIVITY,
+        &dates,
+        activity.into_iter().collect(),
         None,
         threads,
     )
@@ -440,7 +455,16 @@ pub async fn run(
     let outdated = if marks.layout == layout {
         Vec::new()
     } else {
-        lake.outdated_tables().await?
+        let mut t = lake.outdated_tables().await?;
+        if !marks.sources.is_empty() {
+            // a table this build adds must be filled for the days already processed
+            t.extend(schema::TABLES.iter().filter(|t| {
+                t.storage == schema::Storage::Delta
+                    && matches!(t.zone, schema::Zone::Processed | schema::Zone::Curated)
+                    && !lake.table_dir(t).join("_delta_log").exists()
+            }));
+        }
+        t
     };
     // quarantine cannot be rebuilt: refuse before deleting anything
     if let Some(t) = outdated.iter().find(|t| t.zone == schema::Zone::Quarantine) {
@@ -454,11 +478,13 @@ pub async fn run(
     for t in outdated {
         let source = match (t.zone, t.name) {
             (schema::Zone::Curated, _) => None,
-            (schema::Zone::Processed, "events" | "sessions") => Some(Source::Clickstream),
+            (schema::Zone::Processed, "events" | "sessions" | "product_activity") => {
+                Some(Source::Clickstream)
+            }
             (schema::Zone::Processed, name) => Source::parse(name),
             _ => unreachable!("quarantine tables were checked above; raw tables are not Delta"),
         };
-        tracing::warn!(table = %t.qualified(), "columns changed since the table was written: rebuilding it");
+        tracing::warn!(table = %t.qualified(), "the table's columns changed (or it is new): rebuilding it");
         lake.drop_table(t)?;
         rebuilt.push(t.qualified());
         curate_all = true;
@@ -487,7 +513,7 @@ pub async fn run(
             format!("{} tables", schema::TABLES.len())
         } else {
             format!(
-                "{} tables; rebuilt after a schema change: {}",
+                "{} tables; rebuilt after a layout change: {}",
                 schema::TABLES.len(),
                 rebuilt.join(", ")
             )

@@ -1,4 +1,5 @@
-//! Sessionisation: events → `processed.sessions`.
+//! Per-day derivations of the events: sessions (`processed.sessions`) and
+//! product activity (`processed.product_activity`).
 //!
 //! A session is the client's session id when the event has one; otherwise a
 //! device's (anonymous id's) run of events with no gap longer than the
@@ -18,7 +19,58 @@ use crate::error::{JobError, Result};
 
 /// The columns sessionisation reads from `processed.events`.
 pub const EVENT_COLUMNS: &str = "session_id, anonymous_id, user_id, event_id, event_ts, event_type, \
-     device_type, page_path, utm_source, utm_medium, utm_campaign, country, date";
+     device_type, page_path, utm_source, utm_medium, utm_campaign, country, product_id, date";
+
+/// Builds `processed.product_activity` rows (per day and product) from the
+/// events of whole days.
+pub fn product_activity(events: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+    let events: Vec<RecordBatch> = events.iter().map(plain_strings).collect::<Result<_>>()?;
+    let mut counts: HashMap<(i32, &str), [i64; 4]> = HashMap::new();
+    for b in &events {
+        let product: &StringArray = col(b, "product_id")?;
+        let event_type: &StringArray = col(b, "event_type")?;
+        let date: &Date32Array = col(b, "date")?;
+        for r in 0..b.num_rows() {
+            let Some(p) = opt(product, r) else { continue };
+            let c = counts.entry((date.value(r), p)).or_default();
+            match event_type.value(r) {
+                "product_view" => c[0] += 1,
+                "add_to_cart" => c[1] += 1,
+                "remove_from_cart" => c[2] += 1,
+                _ => {}
+            }
+            c[3] += 1;
+        }
+    }
+    if counts.is_empty() {
+        return Ok(None);
+    }
+    let mut rows: Vec<_> = counts.into_iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut product = StringBuilder::new();
+    let mut cols: [Int64Builder; 4] = Default::default();
+    let mut date = Date32Builder::new();
+    for ((d, p), c) in &rows {
+        product.append_value(p);
+        for (b, v) in cols.iter_mut().zip(c) {
+            b.append_value(*v);
+        }
+        date.append_value(*d);
+    }
+    let [mut views, mut carts, mut removals, mut all] = cols;
+    let arrays: Vec<ArrayRef> = vec![
+        Arc::new(product.finish()),
+        Arc::new(views.finish()),
+        Arc::new(carts.finish()),
+        Arc::new(removals.finish()),
+        Arc::new(all.finish()),
+        Arc::new(date.finish()),
+    ];
+    Ok(Some(RecordBatch::try_new(
+        schema::PRODUCT_ACTIVITY.schema(),
+        arrays,
+    )?))
+}
 
 struct Cols<'a> {
     session_id: &'a StringArray,
