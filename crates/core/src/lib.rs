@@ -30,5 +30,20 @@ pub mod schema;
 pub mod sources;
 pub mod time;
 
+/// The decimal digits of `n`, written into `buf` without allocating (hot
+/// loops format millions of ids and counts).
+pub fn u64_digits(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("ASCII digits")
+}
+
 mod error;
 pub use error::{Error, Rejection, Result};

@@ -67,18 +67,8 @@ impl Drop for AtomicFile {
 
 /// Appends the decimal digits of `n`.
 #[inline]
-pub(crate) fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
+pub(crate) fn push_u64(buf: &mut Vec<u8>, n: u64) {
+    buf.extend_from_slice(shoplake_core::u64_digits(n, &mut [0; 20]).as_bytes());
 }
 
 /// Appends `n` zero-padded to `width` digits.

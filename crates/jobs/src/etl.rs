@@ -627,7 +627,7 @@ fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
                 Ok((c, r)) => {
                     id.clear();
                     id.push_str(&id_prefix);
-                    push_u64(&mut id, row.line);
+                    id.push_str(shoplake_core::u64_digits(row.line, &mut [0; 20]));
                     let e = click_event(&c, &r, &id, u.file.modified_micros, &mut props);
                     b.push(&e);
                 }
@@ -652,21 +652,6 @@ fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
         out.batches.push(b.finish()?);
     }
     Ok(out)
-}
-
-/// Appends the decimal digits of `n` without allocating.
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("ASCII digits"));
 }
 
 /// Maps one clickstream row to the canonical event.
