@@ -92,6 +92,11 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// SQL and reports.
     pub query: QueryConfig,
+    /// `shoplake serve`: the collector, its event log and the sink.
+    pub server: ServerConfig,
+    /// Event sources (`[[sources]]`): a name, a write key and per-source limits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
     /// Per-profile overrides (`[profiles.prod.query]` ...), merged at load.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, toml::Table>,
@@ -108,6 +113,8 @@ impl Default for Config {
             import: ImportConfig::default(),
             pipeline: PipelineConfig::default(),
             query: QueryConfig::default(),
+            server: ServerConfig::default(),
+            sources: Vec::new(),
             profiles: BTreeMap::new(),
         }
     }
@@ -234,6 +241,90 @@ impl Default for QueryConfig {
     }
 }
 
+/// When the collector answers a request: after the event log fsynced it
+/// (`always`, the default: an acknowledged event survives a power cut), after
+/// it wrote it (`interval`: fsync at most every `fsync_interval_ms`; survives a
+/// crash of the process, not of the machine), or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Acknowledge after fsync.
+    #[default]
+    Always,
+    /// Acknowledge after write; fsync every `fsync_interval_ms`.
+    Interval,
+    /// Leave flushing to the operating system.
+    Never,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address (`--addr` wins).
+    pub addr: String,
+    /// Largest event, in KiB (a larger one is quarantined).
+    pub max_event_kb: usize,
+    /// Largest request body, in KiB, before and after decompression (413 past it).
+    pub max_request_kb: usize,
+    /// When a request is acknowledged (see [`FsyncPolicy`]).
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: the longest time between fsyncs.
+    pub fsync_interval_ms: u64,
+    /// Size of one event-log segment file, in MiB.
+    pub wal_segment_mb: u64,
+    /// The event log may hold this much not yet in the lake, in MiB; past it
+    /// requests get 503 with Retry-After (backpressure) instead of filling the disk.
+    pub wal_max_mb: u64,
+    /// The sink commits to the lake at least this often (ms).
+    pub commit_interval_ms: u64,
+    /// ... or as soon as this many events are waiting.
+    pub commit_max_events: usize,
+    /// Client retries within this many recent events are dropped as duplicates
+    /// (by `event_id`), across restarts.
+    pub dedup_window_events: usize,
+    /// A MaxMind-format database (`GeoLite2-Country.mmdb`) for `country`.
+    pub geoip_db: Option<PathBuf>,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy you trust).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: "127.0.0.1:8080".into(),
+            max_event_kb: 32,
+            max_request_kb: 500,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 100,
+            wal_segment_mb: 64,
+            wal_max_mb: 1024,
+            commit_interval_ms: 1000,
+            commit_max_events: 200_000,
+            dedup_window_events: 2_000_000,
+            geoip_db: None,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// `[[sources]]`: one event source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name, recorded with every event (`source`); Snowplow and AWS
+    /// Clickstream events are accepted when their app id is this name.
+    pub name: String,
+    /// Write key (Segment `writeKey`, PostHog `api_key`, GA4 `api_secret`).
+    pub key: String,
+    /// Browser origins allowed to send (CORS); empty: any.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Events per second this source may send (0: no limit); past it: 429.
+    #[serde(default)]
+    pub rate_limit: f64,
+}
+
 /// `SHOPLAKE_*` environment variables that are not config keys: read by the
 /// command line itself, or by tests (`SHOPLAKE_FAILPOINT` simulates a crash).
 pub const NON_CONFIG_ENV: &[&str] = &[
@@ -323,6 +414,30 @@ impl Config {
         }
         if self.lake.row_group_rows < 1024 {
             return Err(Error::Config("lake.row_group_rows: must be ≥ 1024".into()));
+        }
+        let srv = &self.server;
+        if srv.max_event_kb == 0 || srv.max_request_kb < srv.max_event_kb {
+            return Err(Error::Config(
+                "server.max_request_kb must be ≥ server.max_event_kb > 0".into(),
+            ));
+        }
+        if srv.commit_interval_ms == 0 || srv.commit_max_events == 0 {
+            return Err(Error::Config(
+                "server.commit_interval_ms and server.commit_max_events: must be > 0".into(),
+            ));
+        }
+        if srv.wal_segment_mb == 0 || srv.wal_max_mb < srv.wal_segment_mb {
+            return Err(Error::Config(
+                "server.wal_max_mb must be ≥ server.wal_segment_mb > 0".into(),
+            ));
+        }
+        for s in &self.sources {
+            if s.name.is_empty() || s.key.len() < 8 {
+                return Err(Error::Config(format!(
+                    "[[sources]] {:?}: needs a name and a key of at least 8 characters",
+                    s.name
+                )));
+            }
         }
         if self.query.timeout_secs == 0 {
             return Err(Error::Config("query.timeout_secs: must be > 0".into()));

@@ -295,6 +295,49 @@ pub const RAW_REVIEWS: Table = Table {
     ],
 };
 
+/// `raw.events`
+pub const RAW_EVENTS: Table = Table {
+    zone: Zone::Raw,
+    name: "events",
+    doc: "Every collected event as received by `shoplake serve`, one row per event, with its payload (IP addresses already anonymised).",
+    storage: Storage::Delta,
+    partition: Some("date"),
+    columns: &[
+        c(
+            "event_id",
+            Text,
+            "The event's id (the dedup key, as in `processed.events`).",
+        ),
+        c("received_at", Timestamp, "Server time the request arrived."),
+        c(
+            "protocol",
+            Text,
+            "Wire format: native, segment, snowplow, ga4, posthog or aws_clickstream.",
+        ),
+        c(
+            "source",
+            Text,
+            "Name of the write key (source) that sent it.",
+        ),
+        c("path", Text, "Request path it arrived on."),
+        c(
+            "payload",
+            Text,
+            "The event as received (JSON), full IP addresses anonymised.",
+        ),
+        c(
+            "log_offset",
+            BigInt,
+            "Offset of the request in the event log.",
+        ),
+        c(
+            "date",
+            Date,
+            "Partition column: the day the event was received (UTC).",
+        ),
+    ],
+};
+
 /// `processed.transactions`
 pub const TRANSACTIONS: Table = Table {
     zone: Zone::Processed,
@@ -816,18 +859,22 @@ const QUARANTINE_COLUMNS: &[Column] = &[
     c(
         "stage",
         Text,
-        "`import` (the file validator) or `pipeline` (files found in the raw zone).",
+        "`import` (the file validator), `pipeline` (files found in the raw zone) or `collect` (events sent to `shoplake serve`).",
     ),
-    c("source_file", Text, "The file the row came from."),
+    c(
+        "source_file",
+        Text,
+        "The file the row came from (collected events: `<source>:<protocol>:<request path>`).",
+    ),
     c(
         "file_hash",
         Text,
-        "BLAKE3 of the file's content (after decompression).",
+        "BLAKE3 of the file's content after decompression (collected events: the request's event-log offset).",
     ),
     c(
         "line",
         BigInt,
-        "1-based physical line where the row starts (0: the whole file was refused).",
+        "1-based physical line where the row starts (0: the whole file was refused; collected events: the item's 1-based position in the request).",
     ),
     n("column", Text, "The column at fault, if one is."),
     c("reason", Text, "Why the row was rejected."),
@@ -856,6 +903,7 @@ quarantine!(Q_TRANSACTIONS, "transactions");
 quarantine!(Q_PRODUCTS, "products");
 quarantine!(Q_CLICKSTREAM, "clickstream");
 quarantine!(Q_REVIEWS, "reviews");
+quarantine!(Q_EVENTS, "events");
 
 /// Every table of the lake.
 pub const TABLES: &[Table] = &[
@@ -863,6 +911,7 @@ pub const TABLES: &[Table] = &[
     RAW_PRODUCTS,
     RAW_CLICKSTREAM,
     RAW_REVIEWS,
+    RAW_EVENTS,
     TRANSACTIONS,
     PRODUCTS,
     REVIEWS,
@@ -880,6 +929,7 @@ pub const TABLES: &[Table] = &[
     Q_PRODUCTS,
     Q_CLICKSTREAM,
     Q_REVIEWS,
+    Q_EVENTS,
 ];
 
 /// A fingerprint of every table's declared layout (names, types,

@@ -366,6 +366,50 @@ async fn clickstream_group(
     Ok(n)
 }
 
+/// Sessionises days from `processed.events` as stored (days whose new
+/// events came from the collector, not from files); returns the sessions.
+async fn sessions_from_table(
+    engine: &QueryEngine,
+    lake: &Lake,
+    cfg: &Config,
+    dates: &[i32],
+    threads: usize,
+) -> Result<u64> {
+    let timeout = cfg.pipeline.session_timeout_minutes;
+    let sql = format!(
+        "SELECT {} FROM processed.events WHERE {}",
+        sessions::EVENT_COLUMNS,
+        dates_predicate(dates)
+    );
+    let evs = engine.run_internal(&sql).await?;
+    let (sess, activity) = tokio::task::spawn_blocking(move || {
+        Ok::<_, JobError>((
+            sessions::sessionise(&evs, timeout)?,
+            sessions::product_activity(&evs)?,
+        ))
+    })
+    .await
+    .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
+    let n = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
+    lake.replace_dates(
+        &schema::SESSIONS,
+        dates,
+        sess.into_iter().collect(),
+        None,
+        threads,
+    )
+    .await?;
+    lake.replace_dates(
+        &schema::PRODUCT_ACTIVITY,
+        dates,
+        activity.into_iter().collect(),
+        None,
+        threads,
+    )
+    .await?;
+    Ok(n)
+}
+
 /// Runs the pipeline once.
 pub async fn run(
     lake: &Lake,
@@ -433,9 +477,33 @@ pub async fn run(
     for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
         etl_dates.extend(plans[&s].parts.iter().map(|(d, _)| *d));
     }
+    // days that gained events from the collector (`shoplake serve`)
+    let run_started = std::time::SystemTime::now();
+    let collected: Vec<i32> = state::collected_days(lake)
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| opts.from.is_none_or(|f| *d >= f) && opts.to.is_none_or(|t| *d <= t))
+        .collect();
+    let click_dates: BTreeSet<i32> = plans[&Source::Clickstream]
+        .parts
+        .iter()
+        .map(|(d, _)| *d)
+        .collect();
+    // days with new clickstream files are sessionised with them
+    let collected_only: Vec<i32> = collected
+        .iter()
+        .copied()
+        .filter(|d| !click_dates.contains(d))
+        .collect();
+    etl_dates.extend(collected.iter().copied());
     let detail = format!(
-        "{files_seen} files in {} partitions to process{}",
+        "{files_seen} files in {} partitions to process{}{}",
         etl_dates.len(),
+        if collected.is_empty() {
+            String::new()
+        } else {
+            format!(", {} days with collected events", collected.len())
+        },
         if !plans[&Source::Products].parts.is_empty() {
             ", catalogue changed"
         } else {
@@ -466,8 +534,19 @@ pub async fn run(
         }
         t
     };
-    // quarantine cannot be rebuilt: refuse before deleting anything
-    if let Some(t) = outdated.iter().find(|t| t.zone == schema::Zone::Quarantine) {
+    // quarantine and collected events cannot be rebuilt from files: refuse
+    // before deleting anything
+    // (raw.events is created empty with every table: a second commit means the
+    // collector wrote to it)
+    let has_collected = lake
+        .table_dir(&schema::RAW_EVENTS)
+        .join("_delta_log")
+        .join("00000000000000000001.json")
+        .exists();
+    if let Some(t) = outdated.iter().find(|t| {
+        matches!(t.zone, schema::Zone::Quarantine | schema::Zone::Raw)
+            || (has_collected && t.zone == schema::Zone::Processed && t.name == "events")
+    }) {
         return Err(JobError::Invalid(format!(
             "{} was written by another version of shoplake with other columns; \
              export it, delete its folder {} and run again",
@@ -482,7 +561,7 @@ pub async fn run(
                 Some(Source::Clickstream)
             }
             (schema::Zone::Processed, name) => Source::parse(name),
-            _ => unreachable!("quarantine tables were checked above; raw tables are not Delta"),
+            _ => unreachable!("quarantine and raw tables were checked above"),
         };
         tracing::warn!(table = %t.qualified(), "the table's columns changed (or it is new): rebuilding it");
         lake.drop_table(t)?;
@@ -622,6 +701,21 @@ pub async fn run(
             totals.rejected,
             format!("{} dates, {n_sessions} sessions", dates.len()),
         );
+        if !collected_only.is_empty() {
+            let t0 = r.start("collected_sessions");
+            let n = sessions_from_table(&r.engine, lake, cfg, &collected_only, threads).await?;
+            r.finish(
+                "collected_sessions",
+                t0,
+                0,
+                n,
+                0,
+                format!(
+                    "{} days with collected events, {n} sessions",
+                    collected_only.len()
+                ),
+            );
+        }
 
         let t0 = r.start("reviews_etl");
         let dates = date_list(Source::Reviews);
@@ -698,6 +792,9 @@ pub async fn run(
     }
     marks.layout = layout;
     state::write_json(&bookmarks_path(lake), &marks)?;
+    for d in &collected {
+        state::unmark_collected(lake, *d, run_started);
+    }
 
     let mut tables = Vec::new();
     for t in schema::TABLES

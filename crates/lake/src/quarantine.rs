@@ -26,6 +26,8 @@ pub enum Stage {
     Import,
     /// The pipeline, reading files found in the raw zone.
     Pipeline,
+    /// `shoplake serve`, validating collected events.
+    Collect,
 }
 
 impl Stage {
@@ -34,6 +36,7 @@ impl Stage {
         match self {
             Stage::Import => "import",
             Stage::Pipeline => "pipeline",
+            Stage::Collect => "collect",
         }
     }
 }

@@ -47,3 +47,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     Ok(())
 }
+
+/// `<data>/state/collected/`: one empty file per day that gained collected
+/// events, touched by the collector's sink after each commit and removed by
+/// the pipeline once it has sessionised that day (if not touched since).
+pub fn collected_dir(lake: &crate::Lake) -> std::path::PathBuf {
+    lake.state_dir().join("collected")
+}
+
+/// Marks day `d` (days since 1970-01-01) as having new collected events.
+/// Best effort: a failure is logged, the events are in the lake regardless.
+pub fn mark_collected(lake: &crate::Lake, d: i32) {
+    let dir = collected_dir(lake);
+    let path = dir.join(shoplake_core::time::format_date(d));
+    let touch = || -> std::io::Result<()> {
+        fs::create_dir_all(&dir)?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        f.set_modified(std::time::SystemTime::now())
+    };
+    if let Err(e) = touch() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot mark the day for the pipeline");
+    }
+}
+
+/// Days marked by [`mark_collected`], with when each was last marked.
+pub fn collected_days(lake: &crate::Lake) -> Vec<(i32, std::time::SystemTime)> {
+    let Ok(entries) = fs::read_dir(collected_dir(lake)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(i32, std::time::SystemTime)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let d = shoplake_core::time::parse_date(name.to_str()?).ok()?;
+            let at = e.metadata().ok()?.modified().ok()?;
+            Some((d, at))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes day `d`'s mark unless it was marked again after `since`.
+pub fn unmark_collected(lake: &crate::Lake, d: i32, since: std::time::SystemTime) {
+    let path = collected_dir(lake).join(shoplake_core::time::format_date(d));
+    let fresh = fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| m >= since);
+    if !fresh {
+        let _ = fs::remove_file(&path);
+    }
+}
