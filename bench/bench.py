@@ -193,8 +193,21 @@ def write_markdown(m, results, path):
             cells.append(f"{x['median_s'] * 1000:.0f} / {x['query_median_s'] * 1000:.0f}")
         L.append(f"| {name} | " + " | ".join(cells) + " |")
     L.append("")
+    # keep the collector's section (bench/collect writes it)
+    kept = ""
+    try:
+        old = open(path).read()
+        if COLLECT_MARK in old:
+            kept = old[old.index(COLLECT_MARK):]
+    except OSError:
+        pass
     with open(path, "w") as f:
         f.write("\n".join(L))
+        if kept:
+            f.write("\n" + kept)
+
+
+COLLECT_MARK = "<!-- collect: written by bench/collect -->"
 
 
 def main():

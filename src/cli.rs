@@ -17,6 +17,8 @@ const AFTER: &str = "Start here:
   shoplake report top_products --from 2025-01-01 --to 2025-01-31
   shoplake sql \"SELECT * FROM curated.daily_kpis ORDER BY date DESC LIMIT 7\"
   shoplake catalog list                  every table, its rows and partitions
+  shoplake keys create web               a write key for a storefront
+  shoplake serve --addr 0.0.0.0:8080     collect events (Segment, Snowplow, GA4, PostHog, /sdk.js)
 
 Configuration: --config FILE, else ./shoplake.toml, else <data>/shoplake.toml;
 any key can be overridden with SHOPLAKE_<SECTION>__<KEY> (see docs/configuration.md).";
@@ -94,8 +96,56 @@ pub enum Command {
     /// Describe the lake's tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Run the collector: Segment, Snowplow, GA4, PostHog and AWS Clickstream
+    /// endpoints, the browser tracker (/sdk.js), health and metrics; events
+    /// stream into the lake (raw.events, processed.events) within seconds.
+    Serve(ServeArgs),
+    /// Manage the write keys of event sources.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the effective configuration (file, profile and environment merged).
     Config,
+}
+
+/// `serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen address (default: server.addr, 127.0.0.1:8080).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// A source and its key, NAME=KEY (repeatable; also SHOPLAKE_WRITE_KEYS=NAME=KEY,...
+    /// and `shoplake keys create`).
+    #[arg(long = "write-key", value_name = "NAME=KEY")]
+    pub write_keys: Vec<String>,
+}
+
+/// `keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a write key for a source; the key is printed once and stored only as a hash.
+    Create {
+        /// Source name, recorded with every event it sends (Snowplow and AWS
+        /// Clickstream apps send it as their app id).
+        name: String,
+        /// A browser origin allowed to send with this key (repeatable; default: any).
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
+        /// Events per second allowed (0: no limit).
+        #[arg(long, default_value_t = 0.0, value_name = "N")]
+        rate_limit: f64,
+    },
+    /// List the keys (prefixes only) and whether they are revoked.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// Revoke every key of a source, or one key by its prefix; a running
+    /// server stops accepting it within two seconds.
+    Revoke {
+        /// Source name or key prefix.
+        name: String,
+    },
 }
 
 /// `demo`
@@ -107,6 +157,10 @@ pub struct DemoArgs {
     /// Output format of the reports.
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
+    /// Then run the collector on this address with a `demo` write key, and
+    /// serve the demo store (/demo/store) that sends events with the tracker.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub serve: Option<String>,
     #[command(flatten)]
     pub sizes: GenerateArgs,
 }

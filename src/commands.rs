@@ -21,7 +21,8 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, PipelineCommand, ReportArgs, SourceArg,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, PipelineCommand, ReportArgs,
+    ServeArgs, SourceArg,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -44,6 +45,8 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
         Command::Catalog(c) => catalog_cmd(env, c).await,
+        Command::Serve(a) => serve(env, a).await,
+        Command::Keys(k) => keys_cmd(env, k),
         Command::Config => {
             out(env.config.to_toml().as_bytes())?;
             Ok(ExitCode::SUCCESS)
@@ -559,11 +562,144 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
         write_batches(&mut buf, &batches, fmt(a.format))?;
         out(&buf)?;
     }
+    if let Some(addr) = a.serve {
+        let args = ServeArgs {
+            addr: Some(addr.clone()),
+            write_keys: vec![format!("demo={DEMO_KEY}")],
+        };
+        say(
+            env,
+            &format!(
+                "\nCollecting on http://{addr} (write key: {DEMO_KEY}). Open http://{addr}/demo/store?key={DEMO_KEY} and shop; \
+                 then `shoplake sql \"SELECT event_type, count(*) FROM processed.events WHERE protocol = 'native' GROUP BY 1\"`. Ctrl-C stops."
+            ),
+        );
+        return serve(env, args).await;
+    }
     if std::io::stdout().is_terminal() {
         out(format!(
             "\nThe lake is in {}. Next: `shoplake report --list`, `shoplake sql \"SELECT ...\"`, `shoplake catalog list`.\n",
             lake.root().display()
         ).as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------
+
+/// The write key `demo --serve` accepts (a demo, not a secret).
+const DEMO_KEY: &str = "demo-write-key";
+
+async fn serve(env: &Env, a: ServeArgs) -> Result<ExitCode> {
+    let mut write_keys = Vec::new();
+    for k in &a.write_keys {
+        write_keys.push(shoplake_server::keys::parse_write_key(k)?);
+    }
+    if let Ok(list) = std::env::var("SHOPLAKE_WRITE_KEYS") {
+        for k in list.split(',').filter(|k| !k.trim().is_empty()) {
+            write_keys
+                .push(shoplake_server::keys::parse_write_key(k).context("SHOPLAKE_WRITE_KEYS")?);
+        }
+    }
+    let addr = a.addr.unwrap_or_else(|| env.config.server.addr.clone());
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let opts = shoplake_server::ServeOptions {
+        data_dir: env.data.clone(),
+        config: env.config.clone(),
+        write_keys,
+    };
+    shoplake_server::serve(opts, listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let int = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = int => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = int.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn keys_cmd(env: &Env, k: KeysCommand) -> Result<ExitCode> {
+    use shoplake_server::keys::KeyFile;
+    std::fs::create_dir_all(env.data.join("state"))
+        .with_context(|| format!("creating {}", env.data.display()))?;
+    let mut file = KeyFile::read(&env.data)?;
+    match k {
+        KeysCommand::Create {
+            name,
+            origins,
+            rate_limit,
+        } => {
+            if !(rate_limit >= 0.0 && rate_limit.is_finite()) {
+                bail!("--rate-limit must be a number ≥ 0");
+            }
+            let key = file.create(&name, origins, rate_limit)?;
+            file.write(&env.data)?;
+            out(format!("{key}\n").as_bytes())?;
+            say(
+                env,
+                &format!(
+                    "created a write key for source {name:?}; it is shown only now (stored as a hash). \
+                     Use it as the Segment writeKey, PostHog api_key or GA4 api_secret."
+                ),
+            );
+        }
+        KeysCommand::List { format } => {
+            let rows: Vec<Vec<String>> = file
+                .keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.name.clone(),
+                        format!("{}…", k.prefix),
+                        k.created_at.clone(),
+                        k.revoked_at.clone().unwrap_or_default(),
+                        k.origins.join(" "),
+                        if k.rate_limit > 0.0 {
+                            k.rate_limit.to_string()
+                        } else {
+                            String::new()
+                        },
+                    ]
+                })
+                .collect();
+            let batch = strings_batch(
+                &[
+                    "source",
+                    "key",
+                    "created_at",
+                    "revoked_at",
+                    "origins",
+                    "rate_limit",
+                ],
+                &rows,
+            )?;
+            print_batches(&[batch], format)?;
+        }
+        KeysCommand::Revoke { name } => {
+            let n = file.revoke(&name);
+            if n == 0 {
+                bail!(
+                    "no live key of a source or with a prefix {name:?} (see `shoplake keys list`)"
+                );
+            }
+            file.write(&env.data)?;
+            say(env, &format!("revoked {n} key(s) of {name:?}"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

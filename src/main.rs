@@ -105,7 +105,7 @@ fn init_logging(cli: &Cli, config: &Config) {
         level
     } else {
         format!(
-            "warn,shoplake={level},shoplake_core={level},shoplake_lake={level},shoplake_query={level},shoplake_jobs={level}"
+            "warn,shoplake={level},shoplake_core={level},shoplake_lake={level},shoplake_query={level},shoplake_jobs={level},shoplake_server={level},shoplake_log={level},shoplake_collect={level}"
         )
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod collect;
 mod crash;
 mod docs;
 mod maintenance;

@@ -1,0 +1,477 @@
+//! HTTP routes: the collection endpoints of every protocol, the tracker,
+//! health and metrics.
+//!
+//! Every collection request goes the same way: body (≤ `max_request_kb`,
+//! 413 past it) → decompress (same limit) → decode, validate, enrich → the
+//! credential names a source (401 if not) → the browser's origin is allowed
+//! for it (403 if not) → its rate limit (429 + Retry-After) → one event-log
+//! record with the accepted events and the rejected items, appended durably
+//! (503 + Retry-After when the log is over its disk budget) → the protocol's
+//! own success answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use shoplake_collect::{Credential, Input, Protocol};
+use shoplake_log::EventLog;
+
+use crate::App;
+use crate::metrics::{LogFigures, Reason, protocol_index};
+use crate::record::{Record, StoredEvent, StoredRejection, VERSION};
+use crate::sink::now_micros;
+
+/// A transparent 1×1 GIF, the answer of pixel endpoints.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+const SDK_JS: &str = include_str!("../../../sdk/js/shoplake.js");
+const DEMO_STORE: &str = include_str!("../../../sdk/js/demo/store.html");
+
+const SEGMENT_METHODS: &[&str] = &[
+    "track", "page", "identify", "screen", "group", "alias", "batch", "import", "t", "p", "i", "s",
+    "g", "a",
+];
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new()
+        .route("/v1/{method}", post(segment).options(preflight))
+        .route("/v1/pixel/{method}", get(segment_pixel))
+        .route(
+            "/com.snowplowanalytics.snowplow/tp2",
+            post(snowplow).options(preflight),
+        )
+        .route("/i", get(snowplow_pixel))
+        .route("/mp/collect", post(ga4).options(preflight))
+        .route("/collect", post(aws).options(preflight));
+    for p in [
+        "/i/v0/e/",
+        "/i/v0/e",
+        "/capture/",
+        "/capture",
+        "/batch/",
+        "/batch",
+        "/e/",
+        "/e",
+        "/track/",
+        "/track",
+    ] {
+        r = r.route(p, post(posthog).options(preflight));
+    }
+    r.route("/sdk.js", get(sdk))
+        .route("/demo/store", get(store))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+async fn segment(
+    State(app): State<Arc<App>>,
+    Path(method): Path<String>,
+    req: Request,
+) -> Response {
+    if !SEGMENT_METHODS.contains(&method.as_str()) {
+        return (StatusCode::NOT_FOUND, "no such Segment method\n").into_response();
+    }
+    collect(app, Protocol::Segment, req).await
+}
+
+async fn segment_pixel(
+    State(app): State<Arc<App>>,
+    Path(_method): Path<String>,
+    req: Request,
+) -> Response {
+    collect(app, Protocol::Segment, req).await
+}
+
+async fn snowplow(State(app): State<Arc<App>>, req: Request) -> Response {
+    collect(app, Protocol::Snowplow, req).await
+}
+
+async fn snowplow_pixel(State(app): State<Arc<App>>, req: Request) -> Response {
+    collect(app, Protocol::Snowplow, req).await
+}
+
+async fn ga4(State(app): State<Arc<App>>, req: Request) -> Response {
+    collect(app, Protocol::Ga4, req).await
+}
+
+async fn posthog(State(app): State<Arc<App>>, req: Request) -> Response {
+    collect(app, Protocol::PostHog, req).await
+}
+
+async fn aws(State(app): State<Arc<App>>, req: Request) -> Response {
+    collect(app, Protocol::AwsClickstream, req).await
+}
+
+/// A refused request: status, reason, and seconds to wait if any.
+struct Refusal {
+    status: StatusCode,
+    reason: Reason,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: Reason, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+async fn collect(app: Arc<App>, protocol: Protocol, req: Request) -> Response {
+    let t0 = Instant::now();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let pi = protocol_index(protocol.as_str());
+    let is_get = req.method() == Method::GET;
+    let out = accept(&app, protocol, req).await;
+    app.metrics.requests[pi].fetch_add(1, Relaxed);
+    let mut resp = match out {
+        Ok((accepted, rejected)) => success(protocol, is_get, accepted, rejected),
+        Err(r) => {
+            app.metrics.reject(pi, r.reason, 1);
+            let body = serde_json::json!({"success": false, "message": r.message}).to_string();
+            let mut resp =
+                (r.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(s) = r.retry_after {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            resp
+        }
+    };
+    if let Some(o) = origin.and_then(|o| HeaderValue::from_str(&o).ok()) {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    app.metrics
+        .request_seconds
+        .observe_micros(t0.elapsed().as_micros() as u64);
+    resp
+}
+
+/// Each protocol's own success answer.
+fn success(protocol: Protocol, is_get: bool, accepted: usize, rejected: usize) -> Response {
+    if is_get {
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "image/gif"),
+                (header::CACHE_CONTROL, "no-cache, no-store, must-revalidate"),
+            ],
+            PIXEL,
+        )
+            .into_response();
+    }
+    let json = |v: serde_json::Value| {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response()
+    };
+    match protocol {
+        Protocol::Segment => {
+            json(serde_json::json!({"success": true, "accepted": accepted, "rejected": rejected}))
+        }
+        Protocol::PostHog => json(serde_json::json!({"status": 1})),
+        Protocol::Snowplow => (StatusCode::OK, "ok").into_response(),
+        // GA4 answers 2xx with no body whatever the events were
+        Protocol::Ga4 => StatusCode::NO_CONTENT.into_response(),
+        Protocol::AwsClickstream => {
+            json(serde_json::json!({"accepted": accepted, "rejected": rejected}))
+        }
+    }
+}
+
+fn client_ip(app: &App, req: &Request) -> Option<IpAddr> {
+    if app.trust_forwarded_for
+        && let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(ip);
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// Decodes, authenticates and logs one request; returns (accepted, rejected).
+async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, usize), Refusal> {
+    let received_at = now_micros();
+    let ip = client_ip(app, &req);
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let body = axum::body::to_bytes(body, app.max_request)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Reason::TooLarge,
+                format!("request body over {} KiB", app.max_request / 1024),
+            )
+        })?;
+    let body =
+        shoplake_collect::decompress(header(header::CONTENT_ENCODING), &body, app.max_request)
+            .map_err(|e| {
+                if e.is_too_large() {
+                    Refusal::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Reason::TooLarge,
+                        e.to_string(),
+                    )
+                } else {
+                    Refusal::new(StatusCode::BAD_REQUEST, Reason::BadRequest, e.to_string())
+                }
+            })?;
+    let basic = basic_user(headers);
+    let path = parts.uri.path();
+    let input = Input {
+        protocol,
+        path,
+        query: parts.uri.query(),
+        body: &body,
+        content_type: header(header::CONTENT_TYPE),
+        basic_auth_user: basic.as_deref(),
+        user_agent: header(header::USER_AGENT),
+        ip,
+        received_at,
+    };
+    let decoded = app.collector.collect(&input).map_err(|e| {
+        if e.is_too_large() {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Reason::TooLarge,
+                e.to_string(),
+            )
+        } else {
+            Refusal::new(StatusCode::BAD_REQUEST, Reason::BadRequest, e.to_string())
+        }
+    })?;
+
+    let keys = app.keys.read().expect("unpoisoned").clone();
+    let source = match &decoded.credential {
+        Some(Credential::Secret(k)) => keys.by_key(k),
+        Some(Credential::AppId(a)) => keys.by_name(a),
+        None => {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                Reason::Unauthorized,
+                "missing write key",
+            ));
+        }
+    }
+    .ok_or_else(|| {
+        let what = match &decoded.credential {
+            Some(Credential::AppId(a)) => format!("unknown app id {a:?}"),
+            _ => "unknown or revoked write key".to_string(),
+        };
+        Refusal::new(StatusCode::UNAUTHORIZED, Reason::Unauthorized, what)
+    })?
+    .clone();
+    if let Some(o) = header(header::ORIGIN)
+        && !source.allows_origin(o)
+    {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            Reason::ForbiddenOrigin,
+            format!("origin {o} may not send for source {}", source.name),
+        ));
+    }
+    let n = decoded.events.len() + decoded.rejected.len();
+    if let Err(wait) = source.admit(n) {
+        let mut r = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Reason::RateLimited,
+            format!("source {} is over its rate limit", source.name),
+        );
+        r.retry_after = Some(wait);
+        return Err(r);
+    }
+    let (accepted, rejected) = (decoded.events.len(), decoded.rejected.len());
+    if n == 0 {
+        return Ok((0, 0));
+    }
+    // the key is a secret: it never reaches the lake with the payloads
+    let secret = match &decoded.credential {
+        Some(Credential::Secret(k)) if !k.is_empty() => Some(k.clone()),
+        _ => None,
+    };
+    let scrub = |raw: String| match &secret {
+        Some(k) if raw.contains(k.as_str()) => raw.replace(k.as_str(), "[write key]"),
+        _ => raw,
+    };
+    let record_protocol = decoded
+        .events
+        .first()
+        .map_or(protocol.as_str(), |c| c.event.protocol);
+    let record = Record {
+        v: VERSION,
+        at: received_at,
+        source: source.name.clone(),
+        protocol: record_protocol.to_string(),
+        path: path.to_string(),
+        events: decoded
+            .events
+            .into_iter()
+            .map(|c| StoredEvent::new(&c.event, scrub(c.raw)))
+            .collect(),
+        rejected: decoded
+            .rejected
+            .into_iter()
+            .map(|r| StoredRejection {
+                idx: r.index as u32 + 1,
+                reason: r.reason,
+                raw: scrub(r.raw),
+            })
+            .collect(),
+    };
+    let t_append = Instant::now();
+    match app.wal.append(vec![record.encode()]).await {
+        Ok(_) => {}
+        Err(shoplake_log::Error::Full) => {
+            let mut r = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reason::Backpressure,
+                "the event log is full while the lake catches up; retry shortly",
+            );
+            r.retry_after = Some(1);
+            return Err(r);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "event-log append failed");
+            let mut r = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reason::Backpressure,
+                format!("the event log cannot take events: {e}"),
+            );
+            r.retry_after = Some(5);
+            return Err(r);
+        }
+    }
+    app.metrics
+        .append_seconds
+        .observe_micros(t_append.elapsed().as_micros() as u64);
+    let pi = protocol_index(record_protocol);
+    app.metrics.accepted[pi].fetch_add(accepted as u64, Relaxed);
+    if rejected > 0 {
+        app.metrics.reject(pi, Reason::Invalid, rejected as u64);
+    }
+    Ok((accepted, rejected))
+}
+
+/// CORS preflight: browsers ask before a JSON POST, without the key, so any
+/// origin some source allows may ask; the POST itself is checked per source.
+async fn preflight(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let keys = app.keys.read().expect("unpoisoned").clone();
+    if !keys.any_allows_origin(origin) {
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    if let Ok(o) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Content-Encoding, Authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    resp
+}
+
+async fn sdk() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        SDK_JS,
+    )
+        .into_response()
+}
+
+async fn store() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DEMO_STORE,
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let s = app.wal.stats();
+    let text = app.metrics.render(LogFigures {
+        disk_bytes: s.disk_bytes,
+        lag_records: app.wal.end_offset().saturating_sub(s.committed),
+        fsyncs: s.fsyncs,
+        fsync_avg_micros: s.fsync_avg_micros,
+        fsync_last_micros: s.fsync_last_micros,
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(Body::from(text))
+        .expect("valid response")
+}

@@ -1,0 +1,933 @@
+//! The collector end to end: real HTTP requests of every protocol into a
+//! running server, then the lake tables they must land in; limits and
+//! refusals; `kill -9` under load; the tracker in a real headless Chromium.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use shoplake_core::config::{Config, SourceConfig};
+use shoplake_lake::Lake;
+use shoplake_query::QueryEngine;
+use tempfile::TempDir;
+
+use crate::common::{Cell, Rows, query};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoplake");
+const KEY: &str = "web-key-123456";
+
+/// A response: status, headers (lower-case names) and body.
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Resp {
+        status,
+        headers,
+        body: buf[end + 4..].to_vec(),
+    })
+}
+
+fn post_json(addr: SocketAddr, path: &str, body: &str) -> Resp {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json"), ("User-Agent", UA)],
+        body.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+
+/// A server running in this process.
+struct Server {
+    addr: SocketAddr,
+    data: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<shoplake_server::Result<()>>,
+}
+
+impl Server {
+    async fn start(data: &Path, config: Config) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let opts = shoplake_server::ServeOptions {
+            data_dir: data.to_path_buf(),
+            config,
+            write_keys: vec![
+                shoplake_server::keys::parse_write_key(&format!("web={KEY}")).unwrap(),
+            ],
+        };
+        let task = tokio::spawn(shoplake_server::serve(opts, listener, async move {
+            let _ = rx.await;
+        }));
+        let s = Server {
+            addr,
+            data: data.to_path_buf(),
+            stop: Some(tx),
+            task,
+        };
+        s.wait_ready(Duration::from_secs(30));
+        s
+    }
+
+    fn wait_ready(&self, timeout: Duration) {
+        wait_ready(self.addr, timeout);
+    }
+
+    /// Graceful stop: everything acknowledged is committed when it returns.
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().expect("server stopped cleanly");
+    }
+
+    fn engine(&self) -> QueryEngine {
+        engine(&self.data)
+    }
+}
+
+fn wait_ready(addr: SocketAddr, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = http(addr, "GET", "/readyz", &[], b"")
+            && r.status == 200
+        {
+            return;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "server at {addr} not ready after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn engine(data: &Path) -> QueryEngine {
+    let lake = Lake::open(data, &Default::default()).unwrap();
+    QueryEngine::new(&lake, &Default::default()).unwrap()
+}
+
+fn test_config() -> Config {
+    let mut c = Config::default();
+    c.server.commit_interval_ms = 200;
+    c.sources.push(SourceConfig {
+        name: "limited".into(),
+        key: "limited-key-1234".into(),
+        origins: vec!["https://shop.example".into()],
+        rate_limit: 5.0,
+    });
+    c
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn b64url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// A cell as plain text ("" for NULL).
+fn cell(rows: &Rows, r: usize, c: &str) -> String {
+    if r >= rows.len() {
+        panic!("no row {r} for column {c}: {}", rows.dump(10));
+    }
+    match rows.row(r).get(c) {
+        Cell::Str(s) => s.clone(),
+        Cell::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_lands_in_the_lake_once() {
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    let a = srv.addr;
+
+    // Segment batch: batch-level context merged, an order with products, a
+    // bad item (no identity) and a retry of the first message
+    let batch = format!(
+        r#"{{"writeKey":"{KEY}","context":{{"ip":"203.0.113.77","page":{{"url":"https://shop.example/p/P0001?utm_source=news&utm_medium=email&utm_campaign=w1"}}}},
+        "batch":[
+          {{"type":"track","event":"Product Viewed","messageId":"seg-1","anonymousId":"anon-1","timestamp":"2026-11-20T10:00:00Z","properties":{{"product_id":"P0001","name":"Mug","price":12.5,"category":"Kitchen"}}}},
+          {{"type":"track","event":"Order Completed","messageId":"seg-2","anonymousId":"anon-1","userId":"C42","timestamp":"2026-11-20T10:05:00Z",
+            "properties":{{"order_id":"O-100","revenue":37.5,"currency":"EUR","products":[{{"product_id":"P0001","price":12.5,"quantity":3}}]}}}},
+          {{"type":"track","event":"Product Added","messageId":"seg-bad"}},
+          {{"type":"page","messageId":"seg-3","anonymousId":"anon-1","name":"Home","timestamp":"2026-11-20T09:59:00Z"}}
+        ]}}"#
+    );
+    let r = post_json(a, "/v1/batch", &batch);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["success"], true);
+    assert_eq!(v["accepted"], 3);
+    assert_eq!(v["rejected"], 1);
+    // the same batch again (a client retry): nothing new may land
+    assert_eq!(post_json(a, "/v1/batch", &batch).status, 200);
+
+    // Segment track with HTTP Basic auth
+    let auth = format!("Basic {}", b64(&format!("{KEY}:")));
+    let r = http(
+        a,
+        "POST",
+        "/v1/track",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        br#"{"event":"Products Searched","messageId":"seg-4","userId":"C42","properties":{"query":"blue mug"}}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Segment pixel
+    let pixel = b64(&format!(
+        r#"{{"writeKey":"{KEY}","event":"Cart Viewed","messageId":"seg-5","anonymousId":"anon-2"}}"#
+    ));
+    let r = http(
+        a,
+        "GET",
+        &format!("/v1/pixel/track?data={pixel}"),
+        &[("User-Agent", UA)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/gif"));
+
+    // Snowplow tp2: a self-describing e-commerce action with a product entity
+    let ue = b64url(
+        r#"{"schema":"iglu:com.snowplowanalytics.snowplow/unstruct_event/jsonschema/1-0-0","data":{"schema":"iglu:com.snowplowanalytics.snowplow.ecommerce/snowplow_ecommerce_action/jsonschema/1-0-2","data":{"type":"add_to_cart"}}}"#,
+    );
+    let co = b64url(
+        r#"{"schema":"iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0","data":[{"schema":"iglu:com.snowplowanalytics.snowplow.ecommerce/product/jsonschema/1-0-0","data":{"id":"P0002","name":"Tea","category":"Food","price":4.2,"currency":"EUR","quantity":2}}]}"#,
+    );
+    let tp2 = format!(
+        r#"{{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{{"e":"ue","eid":"sp-1","aid":"web","p":"web","tv":"js-3.0.0","duid":"d-1","sid":"s-1","dtm":"1763632800000","stm":"1763632800000","url":"https://shop.example/p/P0002","ue_px":"{ue}","cx":"{co}"}}]}}"#
+    );
+    let r = post_json(a, "/com.snowplowanalytics.snowplow/tp2", &tp2);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Snowplow GET pixel page view
+    let r = http(
+        a,
+        "GET",
+        "/i?e=pv&eid=sp-2&aid=web&p=web&tv=js-3&duid=d-1&sid=s-1&url=https%3A%2F%2Fshop.example%2F&dtm=1763632801000",
+        &[("User-Agent", UA)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+
+    // GA4 purchase
+    let r = post_json(
+        a,
+        &format!("/mp/collect?measurement_id=G-1&api_secret={KEY}"),
+        r#"{"client_id":"ga-1","user_id":"C7","events":[{"name":"purchase","params":{"transaction_id":"T-9","value":30.03,"currency":"USD","session_id":"ga-s","items":[{"item_id":"P0003","item_name":"Pen","price":10.01,"quantity":3}]}}]}"#,
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    // PostHog capture and batch
+    let r = post_json(
+        a,
+        "/capture/",
+        &format!(
+            r#"{{"api_key":"{KEY}","event":"$pageview","distinct_id":"ph-1","uuid":"ph-uuid-1","properties":{{"$current_url":"https://shop.example/c/kitchen"}}}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(
+        a,
+        "/batch/",
+        &format!(
+            r#"{{"api_key":"{KEY}","batch":[{{"event":"Product Added","distinct_id":"ph-1","uuid":"ph-uuid-2","properties":{{"product_id":"P0004","price":5,"quantity":1}}}}]}}"#
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // AWS Clickstream (gzip, appId names the source)
+    let aws = r#"[{"event_type":"_page_view","event_id":"aws-1","app_id":"web","unique_id":"u-1","device_id":"dv-1","timestamp":1763632802000,"platform":"Web","attributes":{"_page_url":"https://shop.example/"}}]"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(aws.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let r = http(
+        a,
+        "POST",
+        "/collect?appId=web&platform=Web&compression=gzip",
+        &[("Content-Type", "application/json")],
+        &gz,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // refusals
+    let r = post_json(
+        a,
+        "/v1/track",
+        r#"{"writeKey":"wrong-key-000","event":"x","anonymousId":"a"}"#,
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = post_json(a, "/v1/track", r#"{"event":"x","anonymousId":"a"}"#);
+    assert_eq!(r.status, 401);
+    let r = post_json(a, "/v1/track", "this is not json");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("JSON"), "{}", r.text());
+    let big = format!(
+        r#"{{"writeKey":"{KEY}","event":"x","anonymousId":"a","properties":{{"pad":"{}"}}}}"#,
+        "x".repeat(600 * 1024)
+    );
+    assert_eq!(post_json(a, "/v1/track", &big).status, 413);
+    let r = http(
+        a,
+        "POST",
+        "/v1/track",
+        &[
+            ("Origin", "https://evil.example"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"writeKey":"limited-key-1234","event":"x","anonymousId":"a"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    let r = http(
+        a,
+        "OPTIONS",
+        "/v1/batch",
+        &[
+            ("Origin", "https://shop.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    let mut limited: i64 = 0;
+    for i in 0..20 {
+        let r = http(
+            a,
+            "POST",
+            "/v1/track",
+            &[("Origin", "https://shop.example"), ("Content-Type", "application/json")],
+            format!(r#"{{"writeKey":"limited-key-1234","event":"x","anonymousId":"a","messageId":"lim-{i}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some());
+            limited += 1;
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(
+        limited > 0,
+        "rate limit of 5 events/s never applied to 20 quick events"
+    );
+
+    // live: queryable while the server runs
+    let t0 = Instant::now();
+    loop {
+        let rows = query(&srv.engine(), "SELECT count(*) AS n FROM processed.events").await;
+        if cell(&rows, 0, "n").parse::<i64>().unwrap_or(0) >= 10 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "events not queryable after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // metrics
+    let m = http(a, "GET", "/metrics", &[], b"").unwrap().text();
+    assert!(
+        m.contains("shoplake_events_accepted_total{protocol=\"ga4\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "shoplake_events_rejected_total{protocol=\"segment\",reason=\"unauthorized\"} 2"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("shoplake_events_rejected_total{protocol=\"segment\",reason=\"invalid\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("shoplake_wal_fsyncs_total"));
+    srv.stop().await;
+
+    let e = engine(dir.path());
+    let rows = query(
+        &e,
+        "SELECT event_id, count(*) AS n FROM processed.events GROUP BY event_id HAVING count(*) > 1",
+    )
+    .await;
+    assert_eq!(rows.len(), 0, "duplicated events: {rows:?}");
+    let rows = query(
+        &e,
+        "SELECT protocol, count(*) AS n FROM processed.events WHERE source = 'web' GROUP BY protocol ORDER BY protocol",
+    )
+    .await;
+    let by: Vec<(String, String)> = (0..rows.len())
+        .map(|i| (cell(&rows, i, "protocol"), cell(&rows, i, "n")))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("aws_clickstream".into(), "1".into()),
+            ("ga4".into(), "1".into()),
+            ("posthog".into(), "2".into()),
+            ("segment".into(), "5".into()),
+            ("snowplow".into(), "2".into()),
+        ]
+    );
+    let rows = query(
+        &e,
+        "SELECT event_type, order_id, CAST(revenue AS VARCHAR) AS revenue, currency, user_id, products[1]['product_id'] AS p, products[1]['quantity'] AS q, utm_source, utm_campaign, ip_anon, device_type, browser, is_bot
+         FROM processed.events WHERE event_id = 'seg-2'",
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(cell(&rows, 0, "event_type"), "purchase");
+    assert_eq!(cell(&rows, 0, "order_id"), "O-100");
+    assert_eq!(cell(&rows, 0, "revenue"), "37.50");
+    assert_eq!(cell(&rows, 0, "currency"), "EUR");
+    assert_eq!(cell(&rows, 0, "user_id"), "C42");
+    assert_eq!(cell(&rows, 0, "p"), "P0001");
+    assert_eq!(cell(&rows, 0, "q"), "3");
+    assert_eq!(cell(&rows, 0, "utm_source"), "news");
+    assert_eq!(cell(&rows, 0, "utm_campaign"), "w1");
+    assert_eq!(cell(&rows, 0, "ip_anon"), "203.0.113.0");
+    assert_eq!(cell(&rows, 0, "device_type"), "desktop");
+    assert_eq!(cell(&rows, 0, "is_bot"), "false");
+    let rows = query(&e, "SELECT event_type, CAST(revenue AS VARCHAR) AS revenue, order_id, session_id FROM processed.events WHERE protocol = 'ga4'").await;
+    assert_eq!(cell(&rows, 0, "event_type"), "purchase");
+    assert_eq!(cell(&rows, 0, "revenue"), "30.03");
+    assert_eq!(cell(&rows, 0, "order_id"), "T-9");
+    let rows = query(
+        &e,
+        "SELECT event_type, product_id, session_id FROM processed.events WHERE event_id = 'sp-1'",
+    )
+    .await;
+    assert_eq!(cell(&rows, 0, "event_type"), "add_to_cart");
+    assert_eq!(cell(&rows, 0, "product_id"), "P0002");
+    assert_eq!(cell(&rows, 0, "session_id"), "s-1");
+    let rows = query(
+        &e,
+        "SELECT search_query FROM processed.events WHERE event_id = 'seg-4'",
+    )
+    .await;
+    assert_eq!(cell(&rows, 0, "search_query"), "blue mug");
+
+    // raw.events: every accepted event once, payload kept, full IP never stored
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM raw.events WHERE source = 'web'",
+    )
+    .await;
+    assert_eq!(cell(&rows, 0, "n"), cell(&rows, 0, "d"));
+    assert_eq!(cell(&rows, 0, "n"), "11");
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n FROM raw.events WHERE source = 'limited'",
+    )
+    .await;
+    let limited_ok: i64 = cell(&rows, 0, "n").parse().unwrap();
+    assert_eq!(
+        limited_ok,
+        20 - limited,
+        "every 2xx of the rate-limited source is in the lake once"
+    );
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n FROM raw.events WHERE payload LIKE '%web-key-123456%'",
+    )
+    .await;
+    assert_eq!(
+        cell(&rows, 0, "n"),
+        "0",
+        "a write key was stored in the lake"
+    );
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n FROM raw.events WHERE payload LIKE '%203.0.113.77%'",
+    )
+    .await;
+    assert_eq!(cell(&rows, 0, "n"), "0", "a full IP address was stored");
+    // quarantine: the item without identity, with a reason and its payload,
+    // once per request that sent it (the batch was sent twice)
+    let rows = query(
+        &e,
+        "SELECT stage, source_file, line, reason, payload FROM quarantine.events",
+    )
+    .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(cell(&rows, 0, "stage"), "collect");
+    assert_eq!(cell(&rows, 0, "source_file"), "web:segment:/v1/batch");
+    assert_eq!(cell(&rows, 0, "line"), "3");
+    assert!(cell(&rows, 0, "payload").contains("seg-bad"));
+    assert!(!cell(&rows, 0, "reason").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_bytes_get_an_answer_below_500_and_never_a_crash() {
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    let paths = [
+        "/v1/batch",
+        "/v1/track",
+        "/com.snowplowanalytics.snowplow/tp2",
+        "/mp/collect?api_secret=web-key-123456",
+        "/i/v0/e/",
+        "/batch/",
+        "/collect?appId=web",
+        "/collect?appId=web&compression=gzip",
+    ];
+    let seeds: [&[u8]; 5] = [
+        br#"{"writeKey":"web-key-123456","batch":[{"type":"track","event":"Order Completed","anonymousId":"a","properties":{"revenue":1e400,"products":[{"price":"x","quantity":-1}]}}]}"#,
+        br#"{"api_key":"web-key-123456","batch":[{"event":"$pageview","distinct_id":null}]}"#,
+        br#"{"schema":"iglu:x","data":[{"e":"ue","aid":"web","ue_px":"!!!","dtm":"abc"}]}"#,
+        br#"{"client_id":"c","events":[{"name":"purchase","params":{"items":[{}],"value":"NaN"}}]}"#,
+        b"[{\"event_type\":\"_page_view\",\"timestamp\":-99999999999999999999}]",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..400 {
+        let path = paths[rnd() as usize % paths.len()];
+        let mut body = seeds[rnd() as usize % seeds.len()].to_vec();
+        match i % 4 {
+            0 => {
+                for _ in 0..1 + rnd() % 8 {
+                    let at = rnd() as usize % body.len();
+                    body[at] = rnd() as u8;
+                }
+            }
+            1 => body.truncate(rnd() as usize % body.len()),
+            2 => body = (0..rnd() % 512).map(|_| rnd() as u8).collect(),
+            _ => {}
+        }
+        let enc = if i % 9 == 0 {
+            Some(("Content-Encoding", "gzip"))
+        } else {
+            None
+        };
+        let mut h = vec![("Content-Type", "application/json")];
+        h.extend(enc);
+        let r = http(srv.addr, "POST", path, &h, &body)
+            .unwrap_or_else(|e| panic!("request {i} to {path}: no answer: {e}"));
+        assert!(
+            r.status < 500,
+            "request {i} to {path}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    assert_eq!(
+        http(srv.addr, "GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    srv.stop().await;
+}
+
+fn shoplake_serve(data: &Path, addr: SocketAddr) -> Child {
+    Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--addr",
+            &addr.to_string(),
+            "--write-key",
+            &format!("web={KEY}"),
+        ])
+        .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "300")
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shoplake serve")
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
+    let dir = TempDir::new().unwrap();
+    let addr = free_addr();
+    let mut child = shoplake_serve(dir.path(), addr);
+    wait_ready(addr, Duration::from_secs(60));
+
+    // four clients send batches of 50 until the server dies; each remembers
+    // the ids of batches that got a 2xx
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let stop = stop.clone();
+        clients.push(std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let ids: Vec<String> = (0..50).map(|i| format!("k{c}-{n}-{i}")).collect();
+                n += 1;
+                let items: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{c}","properties":{{"product_id":"P1"}}}}"#))
+                    .collect();
+                let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+                match http(addr, "POST", "/v1/batch", &[("Content-Type", "application/json")], body.as_bytes()) {
+                    Ok(r) if r.status == 200 => acked.extend(ids),
+                    _ => {}
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    child.kill().expect("kill -9"); // SIGKILL
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() >= 1000,
+        "only {} events acknowledged before the kill",
+        acked.len()
+    );
+
+    // restart: recovery, then the sink commits the rest; then a clean stop
+    let mut child = shoplake_serve(dir.path(), addr);
+    wait_ready(addr, Duration::from_secs(60));
+    let e = engine(dir.path());
+    let t0 = Instant::now();
+    loop {
+        let rows = query(
+            &e,
+            "SELECT count(DISTINCT event_id) AS n FROM processed.events",
+        )
+        .await;
+        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= acked.len() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "acknowledged events missing after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe_sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM processed.events",
+    )
+    .await;
+    assert_eq!(
+        cell(&rows, 0, "n"),
+        cell(&rows, 0, "d"),
+        "duplicates in processed.events"
+    );
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM raw.events",
+    )
+    .await;
+    assert_eq!(
+        cell(&rows, 0, "n"),
+        cell(&rows, 0, "d"),
+        "duplicates in raw.events"
+    );
+    let rows = query(&e, "SELECT event_id FROM processed.events").await;
+    let have: std::collections::HashSet<String> = (0..rows.len())
+        .map(|i| cell(&rows, i, "event_id"))
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+/// SIGTERM through the `kill` command (the crate forbids unsafe code).
+fn unsafe_sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Where the browser test's tools are: node, the npm packages and Chromium.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/js");
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (node_ok && chromium.exists() && root.join("node_modules/playwright-core").exists())
+        .then_some((root, chromium))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tracker_in_headless_chromium_buys_and_the_lake_has_it() {
+    let Some((sdk, chromium)) = browser_tools() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node, sdk/js/node_modules or Chromium missing: scripts/setup-test-env installs them"
+        );
+        eprintln!(
+            "SKIPPED locally: node, sdk/js/node_modules or Chromium missing (run scripts/setup-test-env)"
+        );
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    let base = format!("http://{}", srv.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(sdk.join("test/store-flow-cli.mjs"))
+            .args([&base, KEY])
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "store flow failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flow: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("a JSON line"),
+    )
+    .unwrap();
+    let order_id = flow["orderId"].as_str().expect("orderId").to_string();
+    srv.stop().await;
+
+    let e = engine(dir.path());
+    let rows = query(
+        &e,
+        &format!(
+            "SELECT CAST(revenue AS VARCHAR) AS revenue, anonymous_id, session_id, device_type, browser, is_bot, protocol, cardinality(products) AS items
+             FROM processed.events WHERE event_type = 'purchase' AND order_id = '{order_id}'"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the purchase of order {order_id} is not in the lake once"
+    );
+    let revenue: f64 = cell(&rows, 0, "revenue").parse().unwrap();
+    assert!(
+        (revenue - flow["revenue"].as_f64().unwrap()).abs() < 0.005,
+        "revenue {revenue} vs {}",
+        flow["revenue"]
+    );
+    assert_eq!(cell(&rows, 0, "protocol"), "native");
+    assert_eq!(cell(&rows, 0, "device_type"), "desktop");
+    assert_eq!(cell(&rows, 0, "is_bot"), "false");
+    assert_eq!(
+        cell(&rows, 0, "anonymous_id"),
+        flow["anonymousId"].as_str().unwrap()
+    );
+    let session = cell(&rows, 0, "session_id");
+    assert!(!session.is_empty());
+    let rows = query(
+        &e,
+        &format!(
+            "SELECT event_type, count(*) AS n FROM processed.events WHERE session_id = '{session}' GROUP BY 1 ORDER BY 1"
+        ),
+    )
+    .await;
+    let types: Vec<String> = (0..rows.len())
+        .map(|i| cell(&rows, i, "event_type"))
+        .collect();
+    for t in [
+        "add_to_cart",
+        "checkout_started",
+        "page_view",
+        "product_view",
+        "purchase",
+    ] {
+        assert!(
+            types.iter().any(|x| x == t),
+            "no {t} in the session: {types:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_sessionises_collected_events_and_curates_their_days() {
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    let steps = [
+        ("page", "Home", ""),
+        (
+            "track",
+            "Product Viewed",
+            r#","properties":{"product_id":"P0009","price":20}"#,
+        ),
+        (
+            "track",
+            "Product Added",
+            r#","properties":{"product_id":"P0009","price":20,"quantity":2}"#,
+        ),
+        ("track", "Checkout Started", ""),
+        (
+            "track",
+            "Order Completed",
+            r#","properties":{"order_id":"O-7","revenue":40,"products":[{"product_id":"P0009","price":20,"quantity":2}]}"#,
+        ),
+    ];
+    let items: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (ty, name, props))| {
+            let name_field = if *ty == "page" { "name" } else { "event" };
+            format!(
+                r#"{{"type":"{ty}","{name_field}":"{name}","messageId":"flow-{i}","anonymousId":"shopper-1","timestamp":"2026-03-04T12:0{i}:00Z","context":{{"sessionId":"sess-flow"}}{props}}}"#
+            )
+        })
+        .collect();
+    let r = post_json(
+        srv.addr,
+        "/v1/batch",
+        &format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(",")),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    srv.stop().await;
+
+    let lake = Lake::open(dir.path(), &Default::default()).unwrap();
+    let marks = shoplake_lake::state::collected_days(&lake);
+    assert_eq!(
+        marks
+            .iter()
+            .map(|(d, _)| shoplake_core::time::format_date(*d))
+            .collect::<Vec<_>>(),
+        ["2026-03-04"],
+        "the sink marks the day for the pipeline"
+    );
+    let cfg = Config::default();
+    let opts = shoplake_jobs::pipeline::PipelineOptions::default();
+    let quiet = shoplake_jobs::pipeline::Quiet;
+    let summary = shoplake_jobs::pipeline::run(&lake, &cfg, &opts, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(summary.dates, ["2026-03-04"]);
+    assert!(
+        summary.steps.iter().any(|s| s.name == "collected_sessions"),
+        "{:?}",
+        summary.steps
+    );
+
+    let e = engine(dir.path());
+    let rows = query(
+        &e,
+        "SELECT session_id, events, product_views, add_to_carts, purchases, converted, device_type FROM processed.sessions",
+    )
+    .await;
+    assert_eq!(rows.len(), 1, "{}", rows.dump(5));
+    assert_eq!(cell(&rows, 0, "session_id"), "sess-flow");
+    assert_eq!(cell(&rows, 0, "events"), "5");
+    assert_eq!(cell(&rows, 0, "product_views"), "1");
+    assert_eq!(cell(&rows, 0, "add_to_carts"), "1");
+    assert_eq!(cell(&rows, 0, "purchases"), "1");
+    assert_eq!(cell(&rows, 0, "converted"), "true");
+    let rows = query(
+        &e,
+        "SELECT count(*) AS n FROM curated.funnel_daily WHERE date = DATE '2026-03-04'",
+    )
+    .await;
+    assert_ne!(cell(&rows, 0, "n"), "0", "the day's funnel was curated");
+
+    // the mark is gone, and a second run has nothing to do
+    assert!(shoplake_lake::state::collected_days(&lake).is_empty());
+    let again = shoplake_jobs::pipeline::run(&lake, &cfg, &opts, &quiet)
+        .await
+        .unwrap();
+    assert!(again.nothing_to_do(), "{:?}", again.dates);
+}
