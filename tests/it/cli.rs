@@ -508,3 +508,53 @@ fn every_lake_table_prints_in_every_format() {
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
+
+#[test]
+fn keys_are_created_listed_and_revoked_and_never_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(
+        &data,
+        &["keys", "create", "web", "--origin", "https://shop.example"],
+    );
+    assert!(out.ok, "{}", out.both());
+    let key = out.stdout.trim().to_string();
+    assert!(key.starts_with("sk_") && key.len() == 35, "{key:?}");
+    let stored = std::fs::read_to_string(data.join("state/keys.json")).unwrap();
+    assert!(!stored.contains(&key), "the key itself was stored");
+    let list = run(&data, &["keys", "list", "--format", "csv"]);
+    assert!(list.ok, "{}", list.both());
+    let (header, rows) = csv_records(&list.stdout);
+    assert_eq!(header[..2], ["source", "key"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0], "web");
+    assert!(rows[0][1].starts_with(&key[..7]));
+    assert_eq!(rows[0][3], "", "not revoked yet");
+    assert_eq!(rows[0][4], "https://shop.example");
+    let bad = run(&data, &["keys", "create", "no spaces"]);
+    assert!(
+        !bad.ok && bad.stderr.contains("source name"),
+        "{}",
+        bad.both()
+    );
+    assert!(run(&data, &["keys", "revoke", "web"]).ok);
+    let (_, rows) = csv_records(&run(&data, &["keys", "list", "--format", "csv"]).stdout);
+    assert!(!rows[0][3].is_empty(), "revoked_at is set");
+    let again = run(&data, &["keys", "revoke", "web"]);
+    assert!(
+        !again.ok && again.stderr.contains("no live key"),
+        "{}",
+        again.both()
+    );
+}
+
+#[test]
+fn serve_refuses_a_malformed_write_key_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &dir.path().join("data"),
+        &["serve", "--addr", "127.0.0.1:0", "--write-key", "nokey"],
+    );
+    assert!(!out.ok);
+    assert!(out.stderr.contains("NAME=KEY"), "{}", out.both());
+}
