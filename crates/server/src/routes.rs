@@ -164,6 +164,11 @@ async fn collect(app: Arc<App>, protocol: Protocol, req: Request) -> Response {
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        // lets the tracker honour Retry-After from another origin
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
     }
     app.metrics
         .request_seconds

@@ -72,8 +72,10 @@ export async function runStoreFlow({ baseUrl, writeKey, chromiumPath = defaultCh
     // Send what is still queued, then let the request listeners finish.
     const delivered = await page.evaluate(() => shoplake.flush());
     await page.waitForTimeout(200);
-    if (!delivered) {
-      throw new Error(`the server did not accept every event (answers: ${failures.join(', ') || 'none'})`);
+    // The tracker drops a batch refused with a 4xx (but 429): that is a failure here.
+    const refused = failures.filter((s) => s >= 400 && s < 500 && s !== 429);
+    if (!delivered || refused.length) {
+      throw new Error(`the server did not accept every event (failed answers: ${failures.join(', ') || 'none'})`);
     }
     await context.close();
     return { orderId, revenue, productIds, anonymousId: ids.anonymousId, sessionId: ids.sessionId, events };
