@@ -69,19 +69,8 @@ pub(crate) fn decode(req: &mut Req<'_, '_>) -> Result<(), DecodeError> {
     }
     req.out.events.reserve(items.len());
     for (i, raw, r) in items {
-        if !req.admit(raw) {
+        let Some(o) = req.parsed(raw, r) else {
             continue;
-        }
-        let o = match r {
-            Some(Ok(o)) => o,
-            Some(Err(e)) => {
-                req.reject(format!("invalid event: {e}"), raw);
-                continue;
-            }
-            None => {
-                req.reject("event is not a JSON object", raw);
-                continue;
-            }
         };
         match event(req, o, raw, platform.as_deref(), sent_at) {
             Ok(d) => req.finish(d, i),

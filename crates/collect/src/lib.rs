@@ -480,6 +480,29 @@ impl<'c, 'i> Req<'c, 'i> {
         true
     }
 
+    /// A batch item, parsed, if it is within the size limit, an object and
+    /// well formed; otherwise it is rejected with the reason and `None` returned.
+    pub fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        raw: &str,
+        parsed: Option<Result<T, E>>,
+    ) -> Option<T> {
+        if !self.admit(raw) {
+            return None;
+        }
+        match parsed {
+            Some(Ok(v)) => Some(v),
+            Some(Err(e)) => {
+                self.reject(format!("invalid event: {e}"), raw);
+                None
+            }
+            None => {
+                self.reject("event is not a JSON object", raw);
+                None
+            }
+        }
+    }
+
     fn scrub_conn(&self, raw: &str) -> Option<String> {
         let conn = self.conn_ip()?;
         enrich::scrub(raw, &conn.full, &conn.anon)

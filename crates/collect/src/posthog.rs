@@ -157,19 +157,8 @@ pub(crate) fn decode(req: &mut Req<'_, '_>) -> Result<(), DecodeError> {
     let items = items.unwrap_or_default();
     req.out.events.reserve(items.len());
     for (i, raw, r) in items {
-        if !req.admit(raw) {
+        let Some(item) = req.parsed(raw, r) else {
             continue;
-        }
-        let item = match r {
-            Some(Ok(it)) => it,
-            Some(Err(e)) => {
-                req.reject(format!("invalid event: {e}"), raw);
-                continue;
-            }
-            None => {
-                req.reject("event is not a JSON object", raw);
-                continue;
-            }
         };
         match event(req, item, raw, top_sent) {
             Ok(d) => req.finish(d, i),

@@ -321,13 +321,8 @@ fn batch(req: &mut Req<'_, '_>, body: &str) -> Result<(), DecodeError> {
     }
     req.out.events.reserve(items.len());
     for (i, raw, r) in items {
-        if !req.admit(raw) {
-            continue;
-        }
-        match r {
-            Some(Ok(call)) => item(req, call, raw, None, ctx.as_ref(), sent.as_ref(), i),
-            Some(Err(e)) => req.reject(format!("invalid event: {e}"), raw),
-            None => req.reject("event is not a JSON object", raw),
+        if let Some(call) = req.parsed(raw, r) {
+            item(req, call, raw, None, ctx.as_ref(), sent.as_ref(), i);
         }
     }
     Ok(())

@@ -89,13 +89,8 @@ pub(crate) fn decode(req: &mut Req<'_, '_>) -> Result<(), DecodeError> {
         items.ok_or_else(|| DecodeError::Shape("payload_data without a data array".into()))?;
     req.out.events.reserve(items.len());
     for (i, raw, r) in items {
-        if !req.admit(raw) {
-            continue;
-        }
-        match r {
-            Some(Ok(o)) => item(req, o, raw, i),
-            Some(Err(e)) => req.reject(format!("invalid event: {e}"), raw),
-            None => req.reject("event is not a JSON object", raw),
+        if let Some(o) = req.parsed(raw, r) {
+            item(req, o, raw, i);
         }
     }
     Ok(())

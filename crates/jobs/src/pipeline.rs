@@ -311,18 +311,10 @@ async fn clickstream_group(
             "SELECT 1 FROM processed.events WHERE {dp} AND protocol <> 'file' LIMIT 1"
         ))
         .await?;
-    let derive = move |evs: Vec<arrow::array::RecordBatch>| {
-        tokio::task::spawn_blocking(move || {
-            Ok::<_, JobError>((
-                sessions::sessionise(&evs, timeout)?,
-                sessions::product_activity(&evs)?,
-            ))
-        })
-    };
     let in_memory = others
         .iter()
         .all(|b| b.num_rows() == 0)
-        .then(|| derive(out.batches.clone()));
+        .then(|| derive_sessions(out.batches.clone(), timeout));
     commit_etl(
         lake,
         &schema::EVENTS,
@@ -333,23 +325,46 @@ async fn clickstream_group(
         threads,
     )
     .await?;
-    let t1 = Instant::now();
-    let (sess, activity) = match in_memory {
-        Some(task) => task.await,
-        None => {
-            let sql = format!(
-                "SELECT {} FROM processed.events WHERE {dp}",
-                sessions::EVENT_COLUMNS
-            );
-            derive(engine.run_internal(&sql).await?).await
-        }
+    match in_memory {
+        Some(task) => write_sessions(lake, &dates, task, threads).await,
+        None => sessions_from_table(engine, lake, cfg, &dates, threads).await,
     }
-    .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
-    tracing::debug!(ms = t1.elapsed().as_millis() as u64, "sessions ready");
+}
+
+/// Sessions and product activity derived from one set of events.
+type Derived = (
+    Option<arrow::array::RecordBatch>,
+    Option<arrow::array::RecordBatch>,
+);
+
+/// Sessionises `evs` and counts their product activity on a blocking thread.
+fn derive_sessions(
+    evs: Vec<arrow::array::RecordBatch>,
+    timeout_minutes: u32,
+) -> tokio::task::JoinHandle<Result<Derived>> {
+    tokio::task::spawn_blocking(move || {
+        Ok((
+            sessions::sessionise(&evs, timeout_minutes)?,
+            sessions::product_activity(&evs)?,
+        ))
+    })
+}
+
+/// Replaces `dates` of `processed.sessions` and `processed.product_activity`
+/// with what `task` derived; returns the sessions written.
+async fn write_sessions(
+    lake: &Lake,
+    dates: &[i32],
+    task: tokio::task::JoinHandle<Result<Derived>>,
+    threads: usize,
+) -> Result<u64> {
+    let (sess, activity) = task
+        .await
+        .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
     let n = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
     lake.replace_dates(
         &schema::SESSIONS,
-        &dates,
+        dates,
         sess.into_iter().collect(),
         None,
         threads,
@@ -357,7 +372,7 @@ async fn clickstream_group(
     .await?;
     lake.replace_dates(
         &schema::PRODUCT_ACTIVITY,
-        &dates,
+        dates,
         activity.into_iter().collect(),
         None,
         threads,
@@ -366,8 +381,8 @@ async fn clickstream_group(
     Ok(n)
 }
 
-/// Sessionises days from `processed.events` as stored (days whose new
-/// events came from the collector, not from files); returns the sessions.
+/// Sessionises days from `processed.events` as stored (days holding events
+/// from the collector, not only from files); returns the sessions.
 async fn sessions_from_table(
     engine: &QueryEngine,
     lake: &Lake,
@@ -375,39 +390,14 @@ async fn sessions_from_table(
     dates: &[i32],
     threads: usize,
 ) -> Result<u64> {
-    let timeout = cfg.pipeline.session_timeout_minutes;
     let sql = format!(
         "SELECT {} FROM processed.events WHERE {}",
         sessions::EVENT_COLUMNS,
         dates_predicate(dates)
     );
     let evs = engine.run_internal(&sql).await?;
-    let (sess, activity) = tokio::task::spawn_blocking(move || {
-        Ok::<_, JobError>((
-            sessions::sessionise(&evs, timeout)?,
-            sessions::product_activity(&evs)?,
-        ))
-    })
-    .await
-    .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
-    let n = sess.as_ref().map_or(0, |b| b.num_rows() as u64);
-    lake.replace_dates(
-        &schema::SESSIONS,
-        dates,
-        sess.into_iter().collect(),
-        None,
-        threads,
-    )
-    .await?;
-    lake.replace_dates(
-        &schema::PRODUCT_ACTIVITY,
-        dates,
-        activity.into_iter().collect(),
-        None,
-        threads,
-    )
-    .await?;
-    Ok(n)
+    let task = derive_sessions(evs, cfg.pipeline.session_timeout_minutes);
+    write_sessions(lake, dates, task, threads).await
 }
 
 /// Runs the pipeline once.

@@ -240,6 +240,19 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
+/// 413 for a body too large once decompressed, 400 for any other decode failure.
+fn decode_refusal(e: shoplake_collect::DecodeError) -> Refusal {
+    if e.is_too_large() {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::TooLarge,
+            e.to_string(),
+        )
+    } else {
+        Refusal::new(StatusCode::BAD_REQUEST, Reason::BadRequest, e.to_string())
+    }
+}
+
 /// Decodes, authenticates and logs one request; returns (accepted, rejected).
 async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, usize), Refusal> {
     let received_at = now_micros();
@@ -258,17 +271,7 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
         })?;
     let body =
         shoplake_collect::decompress(header(header::CONTENT_ENCODING), &body, app.max_request)
-            .map_err(|e| {
-                if e.is_too_large() {
-                    Refusal::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        Reason::TooLarge,
-                        e.to_string(),
-                    )
-                } else {
-                    Refusal::new(StatusCode::BAD_REQUEST, Reason::BadRequest, e.to_string())
-                }
-            })?;
+            .map_err(decode_refusal)?;
     let basic = basic_user(headers);
     let path = parts.uri.path();
     let input = Input {
@@ -282,17 +285,7 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
         ip,
         received_at,
     };
-    let decoded = app.collector.collect(&input).map_err(|e| {
-        if e.is_too_large() {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Reason::TooLarge,
-                e.to_string(),
-            )
-        } else {
-            Refusal::new(StatusCode::BAD_REQUEST, Reason::BadRequest, e.to_string())
-        }
-    })?;
+    let decoded = app.collector.collect(&input).map_err(decode_refusal)?;
 
     let keys = app.keys.read().expect("unpoisoned").clone();
     let source = match &decoded.credential {
