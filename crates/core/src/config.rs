@@ -280,6 +280,10 @@ pub struct ServerConfig {
     pub commit_interval_ms: u64,
     /// ... or as soon as this many events are waiting.
     pub commit_max_events: usize,
+    /// ... and reads at most this many MiB of the event log into one commit
+    /// (this bounds the sink's memory: the columns and Parquet pages built
+    /// from a commit are of the same size).
+    pub commit_max_mb: usize,
     /// Client retries within this many recent events are dropped as duplicates
     /// (by `event_id`), across restarts.
     pub dedup_window_events: usize,
@@ -301,6 +305,7 @@ impl Default for ServerConfig {
             wal_max_mb: 1024,
             commit_interval_ms: 1000,
             commit_max_events: 200_000,
+            commit_max_mb: 16,
             dedup_window_events: 2_000_000,
             geoip_db: None,
             trust_forwarded_for: false,
@@ -421,9 +426,9 @@ impl Config {
                 "server.max_request_kb must be ≥ server.max_event_kb > 0".into(),
             ));
         }
-        if srv.commit_interval_ms == 0 || srv.commit_max_events == 0 {
+        if srv.commit_interval_ms == 0 || srv.commit_max_events == 0 || srv.commit_max_mb == 0 {
             return Err(Error::Config(
-                "server.commit_interval_ms and server.commit_max_events: must be > 0".into(),
+                "server.commit_interval_ms, server.commit_max_events and server.commit_max_mb: must be > 0".into(),
             ));
         }
         if srv.wal_segment_mb == 0 || srv.wal_max_mb < srv.wal_segment_mb {

@@ -627,22 +627,35 @@ impl Lake {
     /// are skipped (already done) and return `None`.
     pub async fn append_once(
         &self,
-        t: &Table,
+        t: &'static Table,
         batches: Vec<RecordBatch>,
         app_id: &str,
         version: i64,
     ) -> Result<Option<WriteStats>> {
-        use deltalake::kernel::Action;
-        use deltalake::kernel::Transaction;
-        use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-        use deltalake::protocol::DeltaOperation;
-        use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+        let Some(mut a) = self.begin_append_once(t, app_id, version).await? else {
+            return Ok(None);
+        };
+        for b in batches {
+            a.write(b).await?;
+        }
+        a.commit().await.map(Some)
+    }
 
-        let t0 = std::time::Instant::now();
+    /// Starts an [`Lake::append_once`] whose rows arrive in pieces: each
+    /// [`Appender::write`] encodes its batch into the open Parquet file at
+    /// once, so a caller building a large commit keeps only one piece of it
+    /// in memory. `None` if `app_id` already committed `version`.
+    pub async fn begin_append_once(
+        &self,
+        t: &'static Table,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Option<Appender>> {
         let err = |e| LakeError::delta(t.qualified(), e);
         let table = self.ensure_table(t).await?;
-        let snapshot = table.snapshot().map_err(err)?;
-        if let Some(done) = snapshot
+        if let Some(done) = table
+            .snapshot()
+            .map_err(err)?
             .transaction_version(table.log_store().as_ref(), app_id)
             .await
             .map_err(err)?
@@ -650,21 +663,83 @@ impl Lake {
         {
             return Ok(None);
         }
-        let mut rows = 0u64;
+        Ok(Some(Appender {
+            t,
+            table,
+            props: self.writer_properties(),
+            writer: None,
+            rows: 0,
+            app_id: app_id.to_string(),
+            version,
+            started: std::time::Instant::now(),
+        }))
+    }
+}
+
+/// One commit to a table being written piece by piece
+/// ([`Lake::begin_append_once`]). Dropping it without [`Appender::commit`]
+/// commits nothing (the Parquet it wrote is never referenced).
+pub struct Appender {
+    t: &'static Table,
+    table: DeltaTable,
+    props: WriterProperties,
+    writer: Option<deltalake::writer::RecordBatchWriter>,
+    rows: u64,
+    app_id: String,
+    version: i64,
+    started: std::time::Instant,
+}
+
+impl std::fmt::Debug for Appender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appender")
+            .field("table", &self.t.qualified())
+            .field("rows", &self.rows)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Appender {
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Encodes `batch` (conformed to the table's schema) into the commit.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let t = self.t;
+        let err = |e| LakeError::delta(t.qualified(), e);
+        let batch = conform(t, &batch)?;
+        let w = match &mut self.writer {
+            Some(w) => w,
+            None => self.writer.insert(
+                RecordBatchWriter::for_table(&self.table)
+                    .map_err(err)?
+                    .with_writer_properties(self.props.clone()),
+            ),
+        };
+        self.rows += batch.num_rows() as u64;
+        w.write(batch).await.map_err(err)
+    }
+
+    /// Commits what was written, with the transaction version (also when
+    /// nothing was written: the version still advances).
+    pub async fn commit(self) -> Result<WriteStats> {
+        use deltalake::kernel::Action;
+        use deltalake::kernel::Transaction;
+        use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+        use deltalake::protocol::DeltaOperation;
+        use deltalake::writer::DeltaWriter;
+
+        let t = self.t;
+        let err = |e| LakeError::delta(t.qualified(), e);
         let mut actions = Vec::new();
-        let batches: Vec<RecordBatch> = batches
-            .into_iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| conform(t, &b))
-            .collect::<Result<_>>()?;
-        if !batches.is_empty() {
-            let mut w = RecordBatchWriter::for_table(&table)
-                .map_err(err)?
-                .with_writer_properties(self.writer_properties());
-            for b in batches {
-                rows += b.num_rows() as u64;
-                w.write(b).await.map_err(err)?;
-            }
+        if let Some(mut w) = self.writer {
             actions.extend(w.flush().await.map_err(err)?.into_iter().map(Action::Add));
         }
         let op = DeltaOperation::Write {
@@ -673,16 +748,17 @@ impl Lake {
             predicate: None,
         };
         let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id, version));
+            .with_application_transaction(Transaction::new(&self.app_id, self.version));
+        let snapshot = self.table.snapshot().map_err(err)?;
         let commit = CommitBuilder::from(props)
             .with_actions(actions)
-            .build(Some(snapshot), table.log_store(), op)
+            .build(Some(snapshot), self.table.log_store(), op)
             .await
             .map_err(err)?;
-        tracing::debug!(table = %t.qualified(), rows, version, ms = t0.elapsed().as_millis() as u64, "committed (stream)");
-        Ok(Some(WriteStats {
+        tracing::debug!(table = %t.qualified(), rows = self.rows, version = self.version, ms = self.started.elapsed().as_millis() as u64, "committed (stream)");
+        Ok(WriteStats {
             version: Some(commit.version()),
-            rows,
-        }))
+            rows: self.rows,
+        })
     }
 }

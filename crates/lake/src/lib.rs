@@ -31,6 +31,6 @@ mod error;
 mod lake;
 
 pub use error::{LakeError, Result};
-pub use lake::{Lake, WriteMode, WriteStats, conform, dates_predicate};
+pub use lake::{Appender, Lake, WriteMode, WriteStats, conform, dates_predicate};
 
 pub use deltalake;

@@ -217,42 +217,73 @@ async fn main() {
         }));
     }
 
-    // queryability probes
+    // queryability probes: one marked event every 250 ms; a poller looks for
+    // every outstanding one each 100 ms, and keeps looking after the load
+    // stops (up to 30 s), so a slow sink shows as long waits, not few probes
     let probes = probe_data.map(|dir| {
         let (stop, key) = (stop.clone(), key.clone());
+        let acked: Arc<std::sync::Mutex<Vec<(String, Instant, i64)>>> = Default::default();
+        let sender = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                let mut buf = Vec::new();
+                let mut n = 0;
+                while !stop.load(Relaxed) {
+                    n += 1;
+                    let id = format!("probe-{run_id}-{n}");
+                    let body = format!(r#"{{"writeKey":"{key}","type":"track","event":"Probe","messageId":"{id}","anonymousId":"probe"}}"#);
+                    let sent_at = now_micros();
+                    if send(&mut s, &addr, "/v1/track", body.as_bytes(), &mut buf).await.ok() == Some(200) {
+                        acked.lock().unwrap().push((id, Instant::now(), sent_at));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            })
+        };
         tokio::spawn(async move {
             let lake = shoplake_lake::Lake::open(std::path::Path::new(&dir), &Default::default()).unwrap();
             let mut waits = Vec::new();
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let mut buf = Vec::new();
-            let mut n = 0;
-            while !stop.load(Relaxed) {
-                n += 1;
-                let id = format!("probe-{run_id}-{n}");
-                let body = format!(r#"{{"writeKey":"{key}","type":"track","event":"Probe","messageId":"{id}","anonymousId":"probe"}}"#);
-                if send(&mut s, &addr, "/v1/track", body.as_bytes(), &mut buf).await.ok() != Some(200) {
-                    continue;
+            let mut outstanding: Vec<(String, Instant, i64)> = Vec::new();
+            loop {
+                let done_sending = stop.load(Relaxed);
+                outstanding.append(&mut acked.lock().unwrap());
+                if done_sending && outstanding.is_empty() {
+                    break;
                 }
-                let acked_at = Instant::now();
-                let engine = shoplake_query::QueryEngine::new(&lake, &Default::default()).unwrap();
-                loop {
-                    let found = engine
-                        .run_internal(&format!("SELECT event_id FROM processed.events WHERE event_id = '{id}'"))
-                        .await
-                        .map(|b| b.iter().map(|b| b.num_rows()).sum::<usize>() > 0)
-                        .unwrap_or(false);
-                    if found {
-                        waits.push(acked_at.elapsed().as_micros() as u64);
-                        break;
-                    }
-                    if acked_at.elapsed() > Duration::from_secs(30) {
-                        waits.push(u64::MAX);
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(since) = outstanding.iter().map(|p| p.2).min() {
+                    let engine = shoplake_query::QueryEngine::new(&lake, &Default::default()).unwrap();
+                    // received_at lets the scan skip files older than the probes
+                    let sql = format!(
+                        "SELECT event_id FROM processed.events WHERE received_at >= to_timestamp_micros({}) AND event_id LIKE 'probe-{run_id}-%'",
+                        since - 5_000_000
+                    );
+                    let found: std::collections::HashSet<String> = match engine.run_internal(&sql).await {
+                        Ok(batches) => batches
+                            .iter()
+                            .flat_map(|b| {
+                                let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+                                let c = c.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                                c.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+                            })
+                            .collect(),
+                        Err(_) => Default::default(),
+                    };
+                    outstanding.retain(|(id, at, _)| {
+                        if found.contains(id) {
+                            waits.push(at.elapsed().as_micros() as u64);
+                            false
+                        } else if at.elapsed() > Duration::from_secs(30) {
+                            waits.push(u64::MAX);
+                            false
+                        } else {
+                            true
+                        }
+                    });
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            sender.await.ok();
             waits
         })
     });
@@ -283,4 +314,11 @@ async fn main() {
         "queryable_ms": {"probes": waits.len(), "p50": pct(&waits, 0.5), "p99": pct(&waits, 0.99), "max": pct(&waits, 1.0)},
     });
     println!("{out}");
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }

@@ -154,13 +154,16 @@ pub async fn serve(
         sink::SinkOptions {
             interval: Duration::from_millis(srv.commit_interval_ms),
             max_events: srv.commit_max_events,
+            max_bytes: srv.commit_max_mb << 20,
             dedup_window: srv.dedup_window_events,
             app_id: format!("{}-{log_id}", sink::APP_ID),
         },
     )
     .await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sink_task = tokio::spawn(sink.run(stop_rx));
+    let sink_task = sink
+        .spawn(stop_rx)
+        .map_err(|e| ServerError::Io(format!("starting the sink: {e}")))?;
 
     let app = Arc::new(App {
         collector,
@@ -190,7 +193,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let sunk = sink_task
         .await
-        .map_err(|e| ServerError::Io(format!("sink task: {e}")))?;
+        .map_err(|_| ServerError::Io("the sink stopped without a word".into()))?;
     wal.close();
     served.map_err(|e| ServerError::Io(format!("HTTP server: {e}")))?;
     sunk?;

@@ -9,6 +9,7 @@
 //! (503 + Retry-After when the log is over its disk budget) → the protocol's
 //! own success answer.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,7 +27,7 @@ use shoplake_log::EventLog;
 
 use crate::App;
 use crate::metrics::{LogFigures, Reason, protocol_index};
-use crate::record::{Record, StoredEvent, StoredRejection, VERSION};
+use crate::record::Encoder;
 use crate::sink::now_micros;
 
 /// A transparent 1×1 GIF, the answer of pixel endpoints.
@@ -335,37 +336,31 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
         Some(Credential::Secret(k)) if !k.is_empty() => Some(k.clone()),
         _ => None,
     };
-    let scrub = |raw: String| match &secret {
-        Some(k) if raw.contains(k.as_str()) => raw.replace(k.as_str(), "[write key]"),
-        _ => raw,
-    };
     let record_protocol = decoded
         .events
         .first()
         .map_or(protocol.as_str(), |c| c.event.protocol);
-    let record = Record {
-        v: VERSION,
-        at: received_at,
-        source: source.name.clone(),
-        protocol: record_protocol.to_string(),
-        path: path.to_string(),
-        events: decoded
-            .events
-            .into_iter()
-            .map(|c| StoredEvent::new(&c.event, scrub(c.raw)))
-            .collect(),
-        rejected: decoded
-            .rejected
-            .into_iter()
-            .map(|r| StoredRejection {
-                idx: r.index as u32 + 1,
-                reason: r.reason,
-                raw: scrub(r.raw),
-            })
-            .collect(),
-    };
+    let mut record = Encoder::new(
+        received_at,
+        &source.name,
+        record_protocol,
+        path,
+        accepted,
+        rejected,
+    );
+    for c in &decoded.events {
+        record.event(&c.event, &scrub(&c.raw, secret.as_deref()));
+    }
+    for r in &decoded.rejected {
+        record.rejection(
+            r.index as u32 + 1,
+            &r.reason,
+            &scrub(&r.raw, secret.as_deref()),
+        );
+    }
+    let record = record.finish();
     let t_append = Instant::now();
-    match app.wal.append(vec![record.encode()]).await {
+    match app.wal.append(vec![record]).await {
         Ok(_) => {}
         Err(shoplake_log::Error::Full) => {
             let mut r = Refusal::new(
@@ -472,4 +467,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(Body::from(text))
         .expect("valid response")
+}
+
+/// `raw` with the write key `secret` blanked out.
+fn scrub<'a>(raw: &'a str, secret: Option<&str>) -> Cow<'a, str> {
+    match secret {
+        Some(k) if raw.contains(k) => Cow::Owned(raw.replace(k, "[write key]")),
+        _ => Cow::Borrowed(raw),
+    }
 }

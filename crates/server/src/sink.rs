@@ -29,14 +29,14 @@ use arrow::array::{
 use shoplake_core::Rejection;
 use shoplake_core::event::EventBatchBuilder;
 use shoplake_core::schema::{self, Table};
-use shoplake_lake::Lake;
 use shoplake_lake::quarantine::{QuarantineBuilder, Stage};
+use shoplake_lake::{Appender, Lake};
 use shoplake_log::{EventLog, Offset};
 use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::record::{Record, static_protocol};
+use crate::record::Record;
 
 /// The Delta transaction app id of the sink, before the event log's id.
 pub const APP_ID: &str = "shoplake-sink";
@@ -51,17 +51,29 @@ pub struct SinkOptions {
     pub interval: Duration,
     /// ... or when this many events wait.
     pub max_events: usize,
+    /// Record bytes read into one micro-batch at most (bounds the sink's
+    /// memory: the Arrow columns and Parquet pages built from them are of
+    /// the same order).
+    pub max_bytes: usize,
     /// Remembered event ids for dedup.
     pub dedup_window: usize,
     /// The Delta transaction app id: [`APP_ID`] and the event log's id.
     pub app_id: String,
 }
 
-/// A bounded set of recent event ids (64-bit hashes; first in, first out).
+/// A bounded set of recent event ids (64-bit hashes), forgetting the oldest
+/// first. The ids live in a ring of generations: new ids go into the newest;
+/// when it is full the oldest generation is dropped whole. That remembers at
+/// least the last `cap` ids with no per-id queue, and each generation's hash
+/// table is sized once, so the window costs about 14 bytes per id.
 #[derive(Debug)]
 pub struct Dedup {
-    set: HashSet<u64>,
-    order: VecDeque<u64>,
+    gens: VecDeque<HashSet<u64>>,
+    /// Ids per generation: 7/8 of a power of two, the most a hash table of
+    /// that many buckets holds before it grows.
+    per_gen: usize,
+    /// Full generations kept besides the one filling.
+    full_gens: usize,
     cap: usize,
 }
 
@@ -73,38 +85,60 @@ pub fn id_hash(id: &str) -> u64 {
 }
 
 impl Dedup {
-    /// An empty window of `cap` ids.
+    /// An empty window of (at least) `cap` ids.
     pub fn new(cap: usize) -> Dedup {
+        let cap = cap.max(1);
+        // four to six generations (every insert looks in each: a cache miss
+        // apiece), each filling its table exactly
+        let buckets = (cap * 2 / 7).max(8);
+        let buckets = if buckets.is_power_of_two() {
+            buckets
+        } else {
+            buckets.next_power_of_two() / 2
+        };
+        let per_gen = buckets / 8 * 7;
+        let full_gens = cap.div_ceil(per_gen);
+        let mut gens = VecDeque::with_capacity(full_gens + 1);
+        gens.push_back(HashSet::with_capacity(per_gen));
         Dedup {
-            set: HashSet::with_capacity(cap.min(1 << 20)),
-            order: VecDeque::with_capacity(cap.min(1 << 20)),
-            cap: cap.max(1),
+            gens,
+            per_gen,
+            full_gens,
+            cap,
         }
     }
 
     /// Remembers `id`; false if it was already there (a duplicate).
     pub fn insert(&mut self, id: &str) -> bool {
-        let h = id_hash(id);
-        if !self.set.insert(h) {
+        self.insert_hash(id_hash(id))
+    }
+
+    fn insert_hash(&mut self, h: u64) -> bool {
+        if self.gens.iter().any(|g| g.contains(&h)) {
             return false;
         }
-        self.order.push_back(h);
-        if self.order.len() > self.cap
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
+        if self.gens.back().is_some_and(|g| g.len() >= self.per_gen) {
+            if self.gens.len() > self.full_gens {
+                // reuse the oldest generation's table for the newest
+                let mut old = self.gens.pop_front().expect("generations");
+                old.clear();
+                self.gens.push_back(old);
+            } else {
+                self.gens.push_back(HashSet::with_capacity(self.per_gen));
+            }
         }
+        self.gens.back_mut().expect("generations").insert(h);
         true
     }
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.gens.iter().map(HashSet::len).sum()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 }
 
@@ -156,10 +190,34 @@ impl Sink {
         *self.done.iter().min().expect("three tables")
     }
 
+    /// Runs the sink on a runtime of its own (one thread, `shoplake-sink`),
+    /// so encoding Parquet never delays a request handler.
+    /// The receiver gets what [`Sink::run`] returned.
+    pub fn spawn(
+        self,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<()>>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(4)
+            .thread_name("shoplake-sink")
+            .enable_all()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("shoplake-sink".into())
+            .spawn(move || {
+                let _ = tx.send(rt.block_on(self.run(shutdown)));
+            })?;
+        Ok(rx)
+    }
+
     /// Runs until `shutdown` turns true, then commits what the log holds and
     /// returns.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let mut last_commit = Instant::now();
+        // whether the last micro-batch stopped at its size limit: then more
+        // is waiting and the next one starts at once
+        let mut behind = false;
         loop {
             let stopping = *shutdown.borrow();
             let from = self.committed();
@@ -177,6 +235,7 @@ impl Sink {
             }
             let since = last_commit.elapsed();
             if !stopping
+                && !behind
                 && since < self.opts.interval
                 && ((end - from) as usize) < self.opts.max_events / 8
             {
@@ -188,7 +247,10 @@ impl Sink {
                 continue;
             }
             match self.step(from).await {
-                Ok(()) => last_commit = Instant::now(),
+                Ok(full) => {
+                    behind = full;
+                    last_commit = Instant::now();
+                }
                 Err(e) => {
                     self.metrics.sink_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "sink commit failed; retrying in 1 s");
@@ -204,23 +266,41 @@ impl Sink {
         }
     }
 
-    /// Reads one micro-batch from `from` and commits it.
-    async fn step(&mut self, from: Offset) -> Result<()> {
+    /// Reads one micro-batch from `from` and commits it. Returns whether
+    /// the batch stopped at its size limit (more is waiting).
+    async fn step(&mut self, from: Offset) -> Result<bool> {
         let t0 = Instant::now();
-        let log = self.log.clone();
-        let max_events = self.opts.max_events;
-        let records = tokio::task::spawn_blocking(move || {
-            log.read(from, (max_events / 10).max(64), 64 << 20)
-        })
-        .await
-        .map_err(|e| crate::ServerError::Io(format!("sink read task: {e}")))??;
+        let max_records = (self.opts.max_events / 10).max(64);
+        let max_bytes = self.opts.max_bytes;
+        // the sink's runtime is its own: blocking it on the read (page-cached
+        // data, milliseconds) delays no request, and the records are then
+        // allocated and freed on one thread
+        let records = self.log.read(from, max_records, max_bytes)?;
         let Some(last) = records.last().map(|(o, _)| *o) else {
-            return Ok(());
+            return Ok(false);
         };
+        let full = records.len() >= max_records
+            || records.iter().map(|(_, b)| b.len()).sum::<usize>() >= max_bytes / 10 * 9;
         let upto = last + 1;
-        let mut raw = RawBuilder::default();
-        let mut events = EventBatchBuilder::new(4096);
-        let mut quarantine: Vec<RecordBatch> = Vec::new();
+        // one open commit per table that still lacks part of this batch; rows
+        // go to it in chunks, so only a chunk per table is held as Arrow
+        let mut apps: [Option<Appender>; 3] = [None, None, None];
+        for (i, app) in apps.iter_mut().enumerate() {
+            if self.done[i] >= upto {
+                continue;
+            }
+            *app = self
+                .lake
+                .begin_append_once(TABLES[i], &self.opts.app_id, upto as i64)
+                .await?;
+            if app.is_none() {
+                // the table recorded this batch already (a commit whose answer was lost)
+                self.done[i] = upto;
+            }
+        }
+        let mut raw = RawBuilder::new();
+        let mut events = EventBatchBuilder::new(CHUNK_ROWS);
+        let mut quarantine = Vec::new();
         let mut oldest = i64::MAX;
         let mut n_events = 0u64;
         let mut days = std::collections::BTreeSet::new();
@@ -252,20 +332,19 @@ impl Sink {
                 }
             };
             oldest = oldest.min(rec.at);
-            let protocol = static_protocol(&rec.protocol);
-            for ev in &rec.events {
+            for (ev, payload) in &rec.events {
                 // ids are remembered once, whichever tables still need the record
-                if !self.dedup.insert(&ev.id) {
+                if !self.dedup.insert(&ev.event_id) {
                     self.metrics.duplicates.fetch_add(1, Relaxed);
                     continue;
                 }
                 n_events += 1;
                 if *offset >= self.done[0] {
-                    raw.push(ev.id.as_str(), &rec, &ev.raw, *offset);
+                    raw.push(&ev.event_id, &rec, payload, *offset);
                 }
                 if *offset >= self.done[1] {
-                    events.push(&ev.event(rec.at, &rec.source, protocol));
-                    days.insert(day_of(ev.ts));
+                    events.push(ev);
+                    days.insert(day_of(ev.event_ts));
                 }
             }
             if !rec.rejected.is_empty() && *offset >= self.done[2] {
@@ -280,13 +359,23 @@ impl Sink {
                         u64::from(r.idx),
                         &Rejection {
                             column: None,
-                            reason: r.reason.clone(),
+                            reason: r.reason.to_string(),
                         },
-                        &r.raw,
+                        r.raw,
                         day_of(rec.at),
                     );
                 }
                 quarantine.push(q.finish());
+            }
+            if raw.len() >= CHUNK_ROWS
+                && let Some(a) = &mut apps[0]
+            {
+                a.write(raw.finish()).await?;
+            }
+            if events.len() >= CHUNK_ROWS
+                && let Some(a) = &mut apps[1]
+            {
+                a.write(finish_events(&mut events)?).await?;
             }
         }
         if oldest != i64::MAX {
@@ -294,32 +383,40 @@ impl Sink {
                 .sink_lag_micros
                 .store((now_micros() - oldest).max(0) as u64, Relaxed);
         }
-        let batches = [
-            vec![raw.finish()],
-            vec![
-                events
-                    .finish()
-                    .map_err(|e| crate::ServerError::Io(format!("building events: {e}")))?,
-            ],
-            quarantine,
-        ];
-        for (i, b) in batches.into_iter().enumerate() {
-            if self.done[i] >= upto {
-                continue;
+        if let Some(a) = &mut apps[0] {
+            a.write(raw.finish()).await?;
+        }
+        if let Some(a) = &mut apps[1] {
+            a.write(finish_events(&mut events)?).await?;
+        }
+        if let Some(a) = &mut apps[2] {
+            for q in quarantine {
+                a.write(q).await?;
             }
-            self.lake
-                .append_once(TABLES[i], b, &self.opts.app_id, upto as i64)
-                .await?;
-            self.done[i] = upto;
+        }
+        // the three commits are independent: make them in parallel
+        let mut commits = Vec::new();
+        for (i, app) in apps.into_iter().enumerate() {
+            if let Some(app) = app {
+                commits.push((i, tokio::spawn(app.commit())));
+            }
+        }
+        let mut failed = None;
+        for (i, task) in commits {
+            match task.await {
+                Ok(Ok(_)) => self.done[i] = upto,
+                Ok(Err(e)) => failed = Some(e.into()),
+                Err(e) => failed = Some(crate::ServerError::Io(format!("sink commit task: {e}"))),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         // tell the pipeline which days gained events (it sessionises them)
         for d in &days {
             shoplake_lake::state::mark_collected(&self.lake, *d);
         }
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.commit(upto))
-            .await
-            .map_err(|e| crate::ServerError::Io(format!("log commit task: {e}")))??;
+        self.log.commit(upto)?;
         self.metrics.committed.fetch_add(n_events, Relaxed);
         self.metrics
             .commit_seconds
@@ -332,7 +429,7 @@ impl Sink {
             ms = t0.elapsed().as_millis() as u64,
             "sink committed"
         );
-        Ok(())
+        Ok(full)
     }
 }
 
@@ -355,7 +452,7 @@ async fn seed_dedup(lake: &Lake, dedup: &mut Dedup) -> Result<()> {
         .run_internal(&sql)
         .await
         .map_err(|e| crate::ServerError::Io(format!("dedup window: {e}")))?;
-    let mut ids = Vec::new();
+    let mut ids: Vec<u64> = Vec::new();
     for b in &batches {
         let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
             .map_err(|e| crate::ServerError::Io(e.to_string()))?;
@@ -363,13 +460,22 @@ async fn seed_dedup(lake: &Lake, dedup: &mut Dedup) -> Result<()> {
             .as_any()
             .downcast_ref::<arrow::array::StringArray>()
             .expect("utf8");
-        ids.extend(col.iter().flatten().map(str::to_string));
+        ids.extend(col.iter().flatten().map(id_hash));
     }
+    drop(batches);
     // oldest first, so the newest are evicted last
-    for id in ids.iter().rev() {
-        dedup.insert(id);
+    for h in ids.into_iter().rev() {
+        dedup.insert_hash(h);
     }
     Ok(())
+}
+
+/// Rows per Arrow batch handed to a table's open commit.
+const CHUNK_ROWS: usize = 8192;
+
+fn finish_events(b: &mut EventBatchBuilder) -> Result<RecordBatch> {
+    b.finish()
+        .map_err(|e| crate::ServerError::Io(format!("building events: {e}")))
 }
 
 /// Rows of `raw.events`.
@@ -386,30 +492,43 @@ struct RawBuilder {
 }
 
 impl RawBuilder {
-    fn push(&mut self, id: &str, rec: &Record, payload: &str, offset: Offset) {
+    fn new() -> RawBuilder {
+        RawBuilder {
+            payload: StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 1024),
+            ..Default::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.received_at.len()
+    }
+
+    fn push(&mut self, id: &str, rec: &Record<'_>, payload: &str, offset: Offset) {
         self.event_id.append_value(id);
         self.received_at.push(rec.at);
-        self.protocol.append_value(&rec.protocol);
-        self.source.append_value(&rec.source);
-        self.path.append_value(&rec.path);
+        self.protocol.append_value(rec.protocol);
+        self.source.append_value(rec.source);
+        self.path.append_value(rec.path);
         self.payload.append_value(payload);
         self.offset.append_value(offset as i64);
         self.date.append_value(day_of(rec.at));
     }
 
-    fn finish(mut self) -> RecordBatch {
+    /// The rows so far as a batch; the builder starts over.
+    fn finish(&mut self) -> RecordBatch {
+        let mut this = std::mem::replace(self, RawBuilder::new());
         let mut at =
-            TimestampMicrosecondBuilder::with_capacity(self.received_at.len()).with_timezone("UTC");
-        at.append_slice(&self.received_at);
+            TimestampMicrosecondBuilder::with_capacity(this.received_at.len()).with_timezone("UTC");
+        at.append_slice(&this.received_at);
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
+            Arc::new(this.event_id.finish()),
             Arc::new(at.finish()),
-            Arc::new(self.protocol.finish()),
-            Arc::new(self.source.finish()),
-            Arc::new(self.path.finish()),
-            Arc::new(self.payload.finish()),
-            Arc::new(self.offset.finish()),
-            Arc::new(self.date.finish()),
+            Arc::new(this.protocol.finish()),
+            Arc::new(this.source.finish()),
+            Arc::new(this.path.finish()),
+            Arc::new(this.payload.finish()),
+            Arc::new(this.offset.finish()),
+            Arc::new(this.date.finish()),
         ];
         RecordBatch::try_new(schema::RAW_EVENTS.schema(), cols).expect("raw.events schema")
     }
@@ -433,13 +552,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dedup_forgets_oldest_first() {
-        let mut d = Dedup::new(3);
+    fn dedup_remembers_the_window_and_forgets_oldest_first() {
+        let mut d = Dedup::new(1000);
         assert!(d.insert("a"));
         assert!(!d.insert("a"));
-        assert!(d.insert("b") && d.insert("c") && d.insert("d"));
-        assert_eq!(d.len(), 3);
+        for i in 0u32..5000 {
+            assert!(d.insert(&i.to_string()));
+            // everything of the last `cap` ids is still a duplicate
+            let back = i.saturating_sub(999);
+            assert!(!d.insert(&back.to_string()), "{back} forgotten at {i}");
+        }
+        assert!(
+            d.len() >= 1000 && d.len() <= 1000 + d.per_gen * 2,
+            "{}",
+            d.len()
+        );
         assert!(d.insert("a"), "a was evicted");
-        assert!(!d.insert("d"));
+        assert!(d.insert("0"), "the oldest went first");
+        assert!(!d.insert("4999"));
     }
 }
