@@ -8,10 +8,16 @@ Phases:
      (ack after fsync) -> events/s accepted durably;
   2. paced: 50,000 events/s -> request latency percentiles, and marked probe
      events -> seconds from 2xx to queryable in processed.events;
-Server peak RSS (VmHWM) over both phases. Results: bench/out/collect.json and
-the collector section of BENCHMARKS.md.
+Server peak RSS (VmHWM) over both phases, and the peaks of its anonymous
+(heap) and file-backed (the binary's code) parts. Results:
+bench/out/collect.json and the collector section of BENCHMARKS.md.
+
+Before the run it writes and deletes --warm-gib GiB: this machine is a VM
+whose host backs guest RAM lazily, and the first write to never-touched RAM
+runs at under 100 MB/s (against GB/s once touched), which would otherwise be
+charged to whichever process touches it first (here the WAL's page cache).
 """
-import argparse, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "<!-- collect: written by bench/collect -->"
@@ -25,6 +31,25 @@ def hwm(pid):
     return float("nan")
 
 
+def status_kib(pid, field):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def warm(dirname, gib):
+    """Writes and deletes `gib` GiB so the guest's free pages are host-backed."""
+    t0 = time.time()
+    path = os.path.join(dirname, "warm.tmp")
+    chunk = b"\x5a" * (1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(int(gib * 1024)):
+            f.write(chunk)
+    os.unlink(path)
+    return time.time() - t0
+
+
 def metric(addr, name):
     text = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
     return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
@@ -35,8 +60,10 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--loadgen", required=True)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--warm-gib", type=float, default=4)
     a = ap.parse_args()
     data = tempfile.mkdtemp(prefix="shoplake-collect-bench-")
+    warm_s = warm(data, a.warm_gib)
     addr = "127.0.0.1:18931"
     srv = subprocess.Popen([a.bin, "--data", data, "-q", "serve", "--addr", addr, "--write-key", f"bench={KEY}"])
     try:
@@ -46,14 +73,29 @@ def main():
                     break
             except OSError:
                 time.sleep(0.1)
+        peaks = {"RssAnon": 0, "RssFile": 0}
+        sampling = True
+
+        def sample():
+            while sampling and srv.poll() is None:
+                for k in peaks:
+                    peaks[k] = max(peaks[k], status_kib(srv.pid, k))
+                time.sleep(0.1)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+
         def run(*extra):
             out = subprocess.run([a.loadgen, addr, KEY, *extra], capture_output=True, text=True, check=True)
             return json.loads(out.stdout.strip().splitlines()[-1])
+        t_sat = time.time()
         sat = run("--connections", "64", "--batch", "50", "--seconds", str(a.seconds))
         fsyncs = metric(addr, "shoplake_wal_fsyncs_total")
+        sunk_sat = metric(addr, "shoplake_sink_events_committed_total") / (time.time() - t_sat)
         time.sleep(3)  # let the sink catch up
         paced = run("--connections", "32", "--batch", "50", "--seconds", str(a.seconds), "--rate", "50000", "--probe-data", data)
         rss = hwm(srv.pid)
+        sampling = False
+        sampler.join()
         committed = metric(addr, "shoplake_sink_events_committed_total")
         srv.send_signal(signal.SIGTERM)
         srv.wait(timeout=120)
@@ -64,26 +106,34 @@ def main():
     shutil.rmtree(data, ignore_errors=True)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    res = {"saturation": sat, "paced": paced, "server_peak_rss_mib": rss, "fsyncs_in_saturation": fsyncs,
+    anon, filed = peaks["RssAnon"] / 1024, peaks["RssFile"] / 1024
+    res = {"saturation": sat, "paced": paced, "server_peak_rss_mib": rss, "peak_anon_mib": anon, "peak_file_mib": filed,
+           "sink_events_per_s_in_saturation": sunk_sat, "warm_gib": a.warm_gib, "warm_seconds": warm_s, "fsyncs_in_saturation": fsyncs,
            "committed_events": committed, "lake_mib": lake_mb, "cpu": cpu, "cores": os.cpu_count(), "commit": commit,
            "date": time.strftime("%Y-%m-%d")}
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     json.dump(res, open(os.path.join(ROOT, "bench", "out", "collect.json"), "w"), indent=2)
     ok = lambda c: "met" if c else "**not met**"
+    # the log absorbs a burst: the target holds only if the sink keeps up too
+    sustained = lambda acked, sunk: ok(acked >= 200000 and sunk >= 200000) if acked < 200000 or sunk >= 200000 \
+        else "met while the event log absorbs it; **not met** sustained"
     q = paced["queryable_ms"]
     L = [MARK, "", "## Collector (`bench/collect`)", "",
          f"`shoplake serve` (release) on a fresh data directory, `fsync = \"always\"` (a 2xx only after fsync), driven by "
          f"`crates/server/examples/loadgen.rs` on the same machine ({cpu}, {os.cpu_count()} cores; commit {commit}; {res['date']}): "
          f"Segment `/v1/batch` requests of 50 realistic e-commerce events (~0.6 KB each, unique ids) over keep-alive connections. "
          f"Saturation: 64 connections for {a.seconds:.0f} s, as fast as acknowledged. Paced: 50,000 events/s over 32 connections for "
-         f"{a.seconds:.0f} s, with a marked probe event every 250 ms polled in `processed.events` (50 ms polling) to time 2xx → queryable. "
-         f"Peak RSS is the server's VmHWM over both phases.", "",
+         f"{a.seconds:.0f} s, with a marked probe event every 250 ms polled in `processed.events` (every outstanding probe each 100 ms, also after the load stops) to time 2xx → queryable. "
+         f"Peak RSS is the server's VmHWM over both phases. Before the run the script wrote and deleted {a.warm_gib:g} GiB ({warm_s:.1f} s): "
+         f"the host backs this VM's RAM lazily, and the first write to never-touched RAM runs at under 100 MB/s.", "",
          "| target | measured | |", "| --- | --- | --- |",
-         f"| ≥ 200,000 events/s accepted durably | {sat['events_per_s']:,.0f} events/s ({sat['events_acked']:,} in {sat['seconds']:.1f} s; {fsyncs:,.0f} fsyncs; {sat['requests_refused']:,} requests refused) | {ok(sat['events_per_s'] >= 200000)} |",
+         f"| ≥ 200,000 events/s accepted durably | {sat['events_per_s']:,.0f} events/s ({sat['events_acked']:,} in {sat['seconds']:.1f} s; {fsyncs:,.0f} fsyncs; {sat['requests_refused']:,} requests refused); sustained into the lake: {sunk_sat:,.0f} events/s | {sustained(sat['events_per_s'], sunk_sat)} |",
          f"| p99 request latency ≤ 20 ms at 50,000 events/s | p50 {paced['latency_ms']['p50']:.1f} ms, p99 {paced['latency_ms']['p99']:.1f} ms ({paced['events_per_s']:,.0f} events/s reached; {paced['requests_refused']:,} requests refused) | {ok(paced['latency_ms']['p99'] <= 20)} |",
          f"| queryable ≤ 5 s (p99) after the 2xx | p50 {q['p50']/1000:.2f} s, p99 {q['p99']/1000:.2f} s over {q['probes']} probes | {ok(q['probes'] > 0 and q['p99'] <= 5000)} |",
-         f"| server RSS ≤ 200 MB at full load | {rss:,.0f} MiB peak | {ok(rss <= 200)} |",
+         f"| server RSS ≤ 200 MB at full load | {rss:,.0f} MiB peak (of which at most {anon:,.0f} MiB anonymous, {filed:,.0f} MiB the binary's mapped code) | {ok(rss <= 200)} |",
          "", f"Saturation latency: p50 {sat['latency_ms']['p50']:.1f} ms, p99 {sat['latency_ms']['p99']:.1f} ms. "
+         f"The sink committed {sunk_sat:,.0f} events/s to the lake during saturation (what the server sustains once the event log's "
+         f"1 GiB budget is full; the difference is the log filling, and past the budget the excess gets 503 + Retry-After). "
          f"Events committed to the lake by the sink: {committed:,.0f}; lake size {lake_mb:,.0f} MiB.", ""]
     path = os.path.join(ROOT, "BENCHMARKS.md")
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
