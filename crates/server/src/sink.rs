@@ -84,6 +84,13 @@ pub fn id_hash(id: &str) -> u64 {
     h.finish()
 }
 
+/// The dedup hash of a rejected item: its source and its bytes.
+pub fn rejection_hash(source: &str, raw: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    ("rejected", source, raw).hash(&mut h);
+    h.finish()
+}
+
 impl Dedup {
     /// An empty window of (at least) `cap` ids.
     pub fn new(cap: usize) -> Dedup {
@@ -355,6 +362,11 @@ impl Sink {
                     offset.to_string(),
                 );
                 for r in &rec.rejected {
+                    // a retried request brings its bad items again: same
+                    // source, same bytes is the same item, quarantined once
+                    if !self.dedup.insert_hash(rejection_hash(rec.source, r.raw)) {
+                        continue;
+                    }
                     q.push(
                         u64::from(r.idx),
                         &Rejection {
@@ -365,7 +377,9 @@ impl Sink {
                         day_of(rec.at),
                     );
                 }
-                quarantine.push(q.finish());
+                if !q.is_empty() {
+                    quarantine.push(q.finish());
+                }
             }
             if raw.len() >= CHUNK_ROWS
                 && let Some(a) = &mut apps[0]
