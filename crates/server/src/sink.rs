@@ -14,8 +14,11 @@
 //!   the window is refilled from `processed.events` at start, so it holds
 //!   across restarts.
 //! * At most one commit per table per `server.commit_interval_ms`, sooner
-//!   when `server.commit_max_events` are waiting: an event is queryable about
-//!   one interval after its 2xx.
+//!   when `server.commit_max_events` are waiting, and at once while the sink
+//!   is behind (its last micro-batch stopped at `server.commit_max_mb`): an
+//!   event is queryable about one interval after its 2xx.
+//! * Memory is bounded by the micro-batch: the records read, plus one chunk
+//!   of Arrow rows per table and the Parquet pages of the open files.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
