@@ -607,16 +607,10 @@ impl Lake {
     /// The last version an application (`app_id`) recorded on `t` with
     /// [`Lake::append_once`]; `None` if it never did (or the table is new).
     pub async fn txn_version(&self, t: &Table, app_id: &str) -> Result<Option<i64>> {
-        let Some(table) = self.load(t).await? else {
-            return Ok(None);
-        };
-        let err = |e| LakeError::delta(t.qualified(), e);
-        table
-            .snapshot()
-            .map_err(err)?
-            .transaction_version(table.log_store().as_ref(), app_id)
-            .await
-            .map_err(err)
+        match self.load(t).await? {
+            Some(table) => table_txn_version(t, &table, app_id).await,
+            None => Ok(None),
+        }
     }
 
     /// Appends `batches` to `t` in one commit that also records `version` as
@@ -651,14 +645,8 @@ impl Lake {
         app_id: &str,
         version: i64,
     ) -> Result<Option<Appender>> {
-        let err = |e| LakeError::delta(t.qualified(), e);
         let table = self.ensure_table(t).await?;
-        if let Some(done) = table
-            .snapshot()
-            .map_err(err)?
-            .transaction_version(table.log_store().as_ref(), app_id)
-            .await
-            .map_err(err)?
+        if let Some(done) = table_txn_version(t, &table, app_id).await?
             && done >= version
         {
             return Ok(None);
@@ -674,6 +662,16 @@ impl Lake {
             started: std::time::Instant::now(),
         }))
     }
+}
+
+/// `app_id`'s last transaction version recorded in `table` (a `txn` action).
+async fn table_txn_version(t: &Table, table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    table
+        .snapshot()
+        .map_err(|e| LakeError::delta(t.qualified(), e))?
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| LakeError::delta(t.qualified(), e))
 }
 
 /// One commit to a table being written piece by piece

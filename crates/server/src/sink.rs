@@ -411,7 +411,8 @@ impl Sink {
                 a.write(q).await?;
             }
         }
-        // the three commits are independent: make them in parallel
+        // the three commits are independent: make them concurrently (on the
+        // sink's one thread, their file and log I/O overlap)
         let mut commits = Vec::new();
         for (i, app) in apps.into_iter().enumerate() {
             if let Some(app) = app {
