@@ -49,6 +49,10 @@ const HIGH_CARDINALITY: &[&str] = &[
     "payload",
 ];
 
+/// Columns of free-form text or JSON: no statistics (see
+/// [`Lake::writer_properties`]).
+const FREE_TEXT: &[&str] = &["payload", "properties", "review_text"];
+
 /// How a write changes a table.
 #[derive(Debug, Clone)]
 pub enum WriteMode {
@@ -300,6 +304,11 @@ impl Lake {
         // of building one and falling back to plain encoding.
         for col in HIGH_CARDINALITY {
             b = b.set_column_dictionary_enabled((*col).into(), false);
+        }
+        // Free-form text is never a filter's bound: min/max over it costs a
+        // comparison of every value and a long entry in every file's stats.
+        for col in FREE_TEXT {
+            b = b.set_column_statistics_enabled((*col).into(), EnabledStatistics::None);
         }
         b.build()
     }
@@ -651,7 +660,43 @@ impl Lake {
         {
             return Ok(None);
         }
-        Ok(Some(Appender {
+        Ok(Some(self.appender(t, table, app_id, version)))
+    }
+
+    /// [`Lake::begin_append_once`] for a writer that knows `app_id`'s
+    /// recorded version is below `version`: it read it, and every commit
+    /// since was its own and succeeded. Skips reading the version back (a
+    /// replay of the log since its checkpoint) and starts from the table as
+    /// the last commit left it, without listing the log again. A commit
+    /// that lands in between (another writer's) is merged by Delta's
+    /// conflict check, as for any append.
+    pub async fn begin_append(
+        &self,
+        t: &'static Table,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Appender> {
+        let cached = self
+            .open
+            .lock()
+            .expect("unpoisoned")
+            .get(&t.qualified())
+            .cloned();
+        let table = match cached {
+            Some(table) => table,
+            None => self.ensure_table(t).await?,
+        };
+        Ok(self.appender(t, table, app_id, version))
+    }
+
+    fn appender(
+        &self,
+        t: &'static Table,
+        table: DeltaTable,
+        app_id: &str,
+        version: i64,
+    ) -> Appender {
+        Appender {
             t,
             table,
             props: self.writer_properties(),
@@ -660,7 +705,8 @@ impl Lake {
             app_id: app_id.to_string(),
             version,
             started: std::time::Instant::now(),
-        }))
+            open: Arc::clone(&self.open),
+        }
     }
 }
 
@@ -686,6 +732,8 @@ pub struct Appender {
     app_id: String,
     version: i64,
     started: std::time::Instant,
+    /// The lake's open tables: the commit leaves its new state there.
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
 }
 
 impl std::fmt::Debug for Appender {
@@ -754,8 +802,21 @@ impl Appender {
             .await
             .map_err(err)?;
         tracing::debug!(table = %t.qualified(), rows = self.rows, version = self.version, ms = self.started.elapsed().as_millis() as u64, "committed (stream)");
+        let version = commit.version();
+        // the commit read the log up to its own version: keep that state,
+        // so the next load need not list the log again
+        let mut table = self.table;
+        table.state = Some(commit.snapshot);
+        let mut open = self.open.lock().expect("unpoisoned");
+        let newer = open
+            .get(&t.qualified())
+            .and_then(DeltaTable::version)
+            .is_some_and(|v| v > version);
+        if !newer {
+            open.insert(t.qualified(), table);
+        }
         Ok(WriteStats {
-            version: Some(commit.version()),
+            version: Some(version),
             rows: self.rows,
         })
     }

@@ -161,6 +161,10 @@ pub struct Sink {
     dedup: Dedup,
     /// Per table: the log offset it holds every record below.
     done: [Offset; 3],
+    /// Whether `done` is known to be each table's recorded version: true
+    /// after reading them and after every commit that succeeded; false
+    /// after a failure (a commit whose answer was lost may have landed).
+    known: bool,
 }
 
 impl Sink {
@@ -192,6 +196,7 @@ impl Sink {
             opts,
             dedup,
             done,
+            known: true,
         })
     }
 
@@ -262,6 +267,7 @@ impl Sink {
                     last_commit = Instant::now();
                 }
                 Err(e) => {
+                    self.known = false;
                     self.metrics.sink_errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "sink commit failed; retrying in 1 s");
                     if stopping {
@@ -297,6 +303,16 @@ impl Sink {
         let mut apps: [Option<Appender>; 3] = [None, None, None];
         for (i, app) in apps.iter_mut().enumerate() {
             if self.done[i] >= upto {
+                continue;
+            }
+            if self.known {
+                // every commit since the versions were read was ours: no
+                // need to read them back (a log replay per table)
+                *app = Some(
+                    self.lake
+                        .begin_append(TABLES[i], &self.opts.app_id, upto as i64)
+                        .await?,
+                );
                 continue;
             }
             *app = self
@@ -430,6 +446,7 @@ impl Sink {
         if let Some(e) = failed {
             return Err(e);
         }
+        self.known = true;
         // tell the pipeline which days gained events (it sessionises them)
         for d in &days {
             shoplake_lake::state::mark_collected(&self.lake, *d);
