@@ -17,6 +17,8 @@ const AFTER: &str = "Start here:
   shoplake report top_products --from 2025-01-01 --to 2025-01-31
   shoplake sql \"SELECT * FROM curated.daily_kpis ORDER BY date DESC LIMIT 7\"
   shoplake catalog list                  every table, its rows and partitions
+  shoplake pipeline runs                 the run history; `pipeline show latest` for one run
+  shoplake quality check                 data-quality checks on the whole lake
   shoplake keys create web               a write key for a storefront
   shoplake serve --addr 0.0.0.0:8080     collect events (Segment, Snowplow, GA4, PostHog, /sdk.js)
 
@@ -103,6 +105,18 @@ pub enum Command {
     /// Manage the write keys of event sources.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Data-quality checks: run them, list them.
+    #[command(subcommand)]
+    Quality(QualityCommand),
+    /// Alerts raised (pipeline failures, quality, freshness, anomalies, schema drift).
+    Alerts {
+        /// Also those that cleared.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
     /// Print the effective configuration (file, profile and environment merged).
     Config,
 }
@@ -224,8 +238,55 @@ pub enum SourceArg {
 /// `pipeline ...`
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
-    /// Process what changed in the raw zone: validate → catalog → ETL → curated models.
+    /// Process what changed in the raw zone: validate → catalog → ETL →
+    /// quality checks → curated models.
     Run(PipelineRunArgs),
+    /// The latest runs: id, trigger, status, dates, duration, error.
+    Runs {
+        /// How many runs.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// One run, step by step (`latest` for the newest).
+    Show {
+        /// Run id, as `pipeline runs` lists it, or `latest`.
+        #[arg(default_value = "latest", value_name = "RUN")]
+        run: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+}
+
+/// `quality ...`
+#[derive(Debug, Subcommand)]
+pub enum QualityCommand {
+    /// Run the data-quality checks now (whole tables unless --from/--to),
+    /// record the results in ops.quality, alert, and print a report. Exits
+    /// with 1 when a check of severity error fails.
+    Check {
+        /// Only this table (zone.name); repeatable.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// First date of partitioned tables to check.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last date of partitioned tables to check.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// Output format (json: the full report).
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// The checks that run: built-in and declared in [[quality.checks]].
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
 }
 
 /// `pipeline run`

@@ -13,7 +13,10 @@ use arrow::datatypes::{DataType, Field, Schema};
 use shoplake_core::schema;
 use shoplake_core::sources::Source;
 use shoplake_core::time;
+use shoplake_jobs::alerts::Alerter;
 use shoplake_jobs::pipeline::{self, PipelineOptions, fmt_secs};
+use shoplake_jobs::quality;
+use shoplake_jobs::store::Store;
 use shoplake_lake::import::{ImportOptions, Outcome};
 use shoplake_lake::{Lake, catalog};
 use shoplake_query::output::{OutputFormat, write_batches};
@@ -21,8 +24,8 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, PipelineCommand, ReportArgs,
-    ServeArgs, SourceArg,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, PipelineCommand, QualityCommand,
+    ReportArgs, ServeArgs, SourceArg,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -37,11 +40,34 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
                 from: parse_opt_date(a.date.as_deref().or(a.from.as_deref()), "--from")?,
                 to: parse_opt_date(a.date.as_deref().or(a.to.as_deref()), "--to")?,
                 force: a.force,
+                trigger: if a.date.is_some() || a.from.is_some() || a.to.is_some() {
+                    "backfill".into()
+                } else {
+                    "cli".into()
+                },
             };
             pipeline_run(env, &opts, a.format)
                 .await
                 .map(|_| ExitCode::SUCCESS)
         }
+        Command::Pipeline(PipelineCommand::Runs { limit, format }) => {
+            pipeline_runs(env, limit, format)
+        }
+        Command::Pipeline(PipelineCommand::Show { run, format }) => {
+            pipeline_show(env, &run, format)
+        }
+        Command::Quality(QualityCommand::Check {
+            tables,
+            from,
+            to,
+            format,
+        }) => {
+            let from = parse_opt_date(from.as_deref(), "--from")?;
+            let to = parse_opt_date(to.as_deref(), "--to")?;
+            quality_check(env, tables, from, to, format).await
+        }
+        Command::Quality(QualityCommand::List { format }) => quality_list(env, format),
+        Command::Alerts { all, format } => alerts_list(env, all, format),
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
         Command::Catalog(c) => catalog_cmd(env, c).await,
@@ -322,6 +348,285 @@ async fn pipeline_run(
     Ok(summary)
 }
 
+fn open_store(env: &Env) -> Result<Store> {
+    let dir = env.data.join("state");
+    Store::open(&dir).with_context(|| format!("opening the run history in {}", dir.display()))
+}
+
+fn opt_secs(s: Option<f64>) -> String {
+    s.map(fmt_secs).unwrap_or_default()
+}
+
+fn pipeline_runs(env: &Env, limit: usize, f: FormatArg) -> Result<ExitCode> {
+    let runs = open_store(env)?.runs(limit)?;
+    if matches!(f, FormatArg::Json) {
+        print_json(&runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let days = r.dates.split(',').filter(|d| !d.is_empty()).count();
+            vec![
+                r.run_id.clone(),
+                r.trigger.clone(),
+                r.status.clone(),
+                r.started_at.clone(),
+                opt_secs(r.seconds),
+                days.to_string(),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &[
+                "run",
+                "trigger",
+                "status",
+                "started_at",
+                "time",
+                "dates",
+                "error",
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    if runs.is_empty() && matches!(f, FormatArg::Table) {
+        say(
+            env,
+            "no pipeline run yet: `shoplake pipeline run` starts one",
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pipeline_show(env: &Env, run: &str, f: FormatArg) -> Result<ExitCode> {
+    let Some((run, steps)) = open_store(env)?.run(run)? else {
+        bail!("no run {run:?} (see `shoplake pipeline runs`)");
+    };
+    if matches!(f, FormatArg::Json) {
+        print_json(&serde_json::json!({ "run": run, "steps": steps }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.status.clone(),
+                s.rows_in.to_string(),
+                s.rows_out.to_string(),
+                s.rejected.to_string(),
+                opt_secs(s.seconds),
+                s.error.clone().unwrap_or_else(|| s.detail.clone()),
+            ]
+        })
+        .collect();
+    if matches!(f, FormatArg::Table) {
+        let mut head = format!(
+            "{}  {}  trigger {}  started {}{}\n",
+            run.run_id,
+            run.status,
+            run.trigger,
+            run.started_at,
+            run.seconds
+                .map(|s| format!("  took {}", fmt_secs(s)))
+                .unwrap_or_default()
+        );
+        if !run.dates.is_empty() {
+            head.push_str(&format!("dates: {}\n", run.dates));
+        }
+        if let Some(e) = &run.error {
+            head.push_str(&format!("error: {e}\n"));
+        }
+        out(head.as_bytes())?;
+    }
+    print_batches(
+        &[strings_batch(
+            &[
+                "step",
+                "status",
+                "rows_in",
+                "rows_out",
+                "quarantined",
+                "time",
+                "detail",
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn quality_check(
+    env: &Env,
+    tables: Vec<String>,
+    from: Option<i32>,
+    to: Option<i32>,
+    f: FormatArg,
+) -> Result<ExitCode> {
+    let lake = open_lake(env)?;
+    let mut names = Vec::new();
+    for t in &tables {
+        let table = schema::find(t).with_context(|| {
+            format!("--table {t:?}: no such table (see `shoplake catalog list`)")
+        })?;
+        names.push(table.qualified());
+    }
+    let checks = quality::checks(&env.config.quality)?;
+    let now = chrono::Utc::now().timestamp_micros();
+    // --from/--to narrow partitioned tables to those dates
+    let dates = match (from, to) {
+        (None, None) => None,
+        (a, b) => {
+            let (a, b) = (
+                a.unwrap_or(b.unwrap_or(0) - 36_500),
+                b.unwrap_or(a.unwrap_or(0) + 36_500),
+            );
+            if a > b {
+                bail!("--from is after --to");
+            }
+            Some((a..=b).collect())
+        }
+    };
+    let scope = quality::Scope {
+        dates,
+        tables: names,
+        now_micros: now,
+    };
+    let engine = QueryEngine::new(&lake, &env.config.query)?;
+    let results = quality::run_checks(&lake, &engine, &env.config.quality, &checks, &scope).await?;
+    let run_id = format!("check-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
+    quality::record(&lake, &run_id, now, &results).await?;
+    let alerter = Alerter::new(open_store(env)?, &env.config.alerts);
+    quality::alert(&alerter, &run_id, &results).await?;
+    let blocking = results.iter().filter(|r| r.blocks()).count();
+    let failed = results.iter().filter(|r| r.failed()).count();
+    if matches!(f, FormatArg::Json) {
+        print_json(&serde_json::json!({
+            "run_id": run_id,
+            "checks": results.len(),
+            "failed": failed,
+            "errors": blocking,
+            "results": results,
+        }))?;
+    } else {
+        let rows: Vec<Vec<String>> = results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.table.clone(),
+                    r.check.clone(),
+                    r.severity.name().to_string(),
+                    r.status.clone(),
+                    r.failing.to_string(),
+                    match &r.sample {
+                        Some(s) => format!("{} [{s}]", r.message),
+                        None => r.message.clone(),
+                    },
+                ]
+            })
+            .collect();
+        print_batches(
+            &[strings_batch(
+                &["table", "check", "severity", "status", "failing", "message"],
+                &rows,
+            )?],
+            f,
+        )?;
+        if matches!(f, FormatArg::Table) {
+            out(format!(
+                "{} checks: {} passed, {failed} failed ({blocking} of severity error); recorded in ops.quality as {run_id}\n",
+                results.len(),
+                results.iter().filter(|r| r.status == "pass").count(),
+            )
+            .as_bytes())?;
+        }
+    }
+    Ok(if blocking > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn quality_list(env: &Env, f: FormatArg) -> Result<ExitCode> {
+    let checks = quality::checks(&env.config.quality)?;
+    if matches!(f, FormatArg::Json) {
+        print_json(&checks)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            vec![
+                c.table.clone(),
+                c.name.clone(),
+                c.severity.name().to_string(),
+                if c.builtin { "built-in" } else { "config" }.to_string(),
+                match &c.filter {
+                    Some(w) => format!("{} where {w}", c.describe()),
+                    None => c.describe(),
+                },
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &["table", "check", "severity", "origin", "asserts"],
+            &rows,
+        )?],
+        f,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alerts_list(env: &Env, all: bool, f: FormatArg) -> Result<ExitCode> {
+    let store = open_store(env)?;
+    let alerts = if all {
+        store.alerts(200)?
+    } else {
+        store.open_alerts("")?
+    };
+    if matches!(f, FormatArg::Json) {
+        print_json(&alerts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = alerts
+        .iter()
+        .map(|a| {
+            vec![
+                a.raised_at.clone(),
+                a.kind.clone(),
+                a.severity.clone(),
+                a.cleared_at
+                    .clone()
+                    .map_or("open".into(), |c| format!("cleared {c}")),
+                a.repeats.to_string(),
+                a.message.clone(),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &[
+                "raised_at",
+                "kind",
+                "severity",
+                "state",
+                "repeats",
+                "message",
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_timing(on: bool, batches: &[RecordBatch], t0: Instant) {
     if on {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -530,7 +835,15 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
     } else {
         generate(env, &a.sizes)?;
     }
-    let summary = pipeline_run(env, &PipelineOptions::default(), FormatArg::Table).await?;
+    let summary = pipeline_run(
+        env,
+        &PipelineOptions {
+            trigger: "demo".into(),
+            ..Default::default()
+        },
+        FormatArg::Table,
+    )
+    .await?;
     let _ = summary;
     type Headline = (
         &'static str,
@@ -610,8 +923,67 @@ async fn serve(env: &Env, a: ServeArgs) -> Result<ExitCode> {
         config: env.config.clone(),
         write_keys,
     };
-    shoplake_server::serve(opts, listener, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = spawn_scheduler(env, stop_rx)?;
+    let served = shoplake_server::serve(opts, listener, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(s) = scheduler {
+        // a run under way finishes first: its commits are atomic, but an
+        // unfinished run would be redone at the next start
+        say(env, "waiting for the pipeline run under way to finish");
+        let _ = tokio::task::spawn_blocking(move || s.join()).await;
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the pipeline scheduler on a thread and runtime of its own, so a
+/// run never delays the collector; None when neither a schedule nor the raw
+/// zone watch is on.
+fn spawn_scheduler(
+    env: &Env,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<std::thread::JoinHandle<()>>> {
+    use shoplake_jobs::schedule::{self, Cron, LakeRunner, ScheduleOptions, SystemClock};
+    let p = &env.config.pipeline;
+    let cron = match p.schedule.trim() {
+        "" => None,
+        s => Some(s.parse::<Cron>().context("pipeline.schedule")?),
+    };
+    let watch = (p.watch_secs > 0).then(|| chrono::Duration::seconds(p.watch_secs as i64));
+    if cron.is_none() && watch.is_none() {
+        return Ok(None);
+    }
+    let lake = open_lake(env)?;
+    let opts = ScheduleOptions {
+        cron,
+        watch,
+        raw_root: lake.root().join("raw"),
+        state_dir: lake.state_dir(),
+    };
+    let runner = std::sync::Arc::new(LakeRunner {
+        lake,
+        config: env.config.clone(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("shoplake-pipeline")
+        .enable_all()
+        .build()?;
+    let progress =
+        std::sync::Arc::new(tokio::sync::watch::channel(schedule::Progress::default()).0);
+    let handle = std::thread::Builder::new()
+        .name("shoplake-scheduler".into())
+        .spawn(move || {
+            rt.block_on(schedule::run_schedule(
+                opts,
+                std::sync::Arc::new(SystemClock),
+                runner,
+                stop,
+                progress,
+            ))
+        })?;
+    Ok(Some(handle))
 }
 
 /// Resolves on SIGINT or SIGTERM.

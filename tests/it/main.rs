@@ -10,3 +10,4 @@ mod crash;
 mod docs;
 mod maintenance;
 mod pipeline;
+mod quality;

@@ -119,7 +119,7 @@ async fn day_grain_models_stay_compact_over_many_incremental_runs() {
     fx.run(&PipelineOptions {
         from: None,
         to: Some(first + 4),
-        force: false,
+        ..Default::default()
     })
     .await;
     for d in first + 5..=last {
@@ -127,7 +127,7 @@ async fn day_grain_models_stay_compact_over_many_incremental_runs() {
             .run(&PipelineOptions {
                 from: Some(d),
                 to: Some(d),
-                force: false,
+                ..Default::default()
             })
             .await;
         if s.products_rebuilt {

@@ -94,6 +94,10 @@ pub struct Config {
     pub query: QueryConfig,
     /// `shoplake serve`: the collector, its event log and the sink.
     pub server: ServerConfig,
+    /// Data-quality checks run by the pipeline and `shoplake quality check`.
+    pub quality: QualityConfig,
+    /// Where alerts go.
+    pub alerts: AlertsConfig,
     /// Event sources (`[[sources]]`): a name, a write key and per-source limits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
@@ -114,6 +118,8 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             query: QueryConfig::default(),
             server: ServerConfig::default(),
+            quality: QualityConfig::default(),
+            alerts: AlertsConfig::default(),
             sources: Vec::new(),
             profiles: BTreeMap::new(),
         }
@@ -207,6 +213,12 @@ pub struct PipelineConfig {
     pub session_timeout_minutes: u32,
     /// Worker threads for parsing and writing (0: one per core).
     pub threads: usize,
+    /// When `shoplake serve` runs the pipeline: a cron schedule in UTC
+    /// (`0 * * * *`, `*/15 * * * *`, `@daily`); empty: never on a timer.
+    pub schedule: String,
+    /// `shoplake serve` also runs it when files arrive in the raw zone,
+    /// looking every this many seconds (0: never).
+    pub watch_secs: u64,
 }
 
 impl Default for PipelineConfig {
@@ -214,6 +226,8 @@ impl Default for PipelineConfig {
         PipelineConfig {
             session_timeout_minutes: 30,
             threads: 0,
+            schedule: "@hourly".into(),
+            watch_secs: 30,
         }
     }
 }
@@ -311,6 +325,195 @@ impl Default for ServerConfig {
             trust_forwarded_for: false,
         }
     }
+}
+
+/// `[quality]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QualityConfig {
+    /// Whether the pipeline runs the checks (`shoplake quality check` always does).
+    pub enabled: bool,
+    /// Whether the built-in checks of every table run (`shoplake quality
+    /// list` shows them); `checks` add to them, and a check of `checks`
+    /// with a built-in's name replaces it.
+    pub defaults: bool,
+    /// Names of built-in checks to turn off.
+    pub disable: Vec<String>,
+    /// Days of history an anomaly check compares a day with.
+    pub anomaly_window_days: u32,
+    /// Robust z-score (|x − median| / (1.4826 × MAD)) past which a day is an anomaly.
+    pub anomaly_threshold: f64,
+    /// ... and only when it is also this far from the median (0.3: 30 %).
+    pub anomaly_min_change: f64,
+    /// Declared checks (`[[quality.checks]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckConfig>,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            enabled: true,
+            defaults: true,
+            disable: Vec::new(),
+            anomaly_window_days: 28,
+            anomaly_threshold: 3.5,
+            anomaly_min_change: 0.3,
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// How bad a failed check is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Alert only.
+    Warn,
+    /// Alert, and keep the run's curated tables as they were.
+    #[default]
+    Error,
+}
+
+impl Severity {
+    /// `warn` or `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Warn => "warn",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// `[[quality.checks]]`: one declared check of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// The table, `zone.name` (`processed.transactions`).
+    pub table: String,
+    /// A name, unique per table (default: made from the check and its columns).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `error` (the default) or `warn`.
+    #[serde(default)]
+    pub severity: Severity,
+    /// Only rows matching this SQL condition are checked (`protocol <> 'file'`).
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// What is checked.
+    #[serde(flatten)]
+    pub rule: CheckRule,
+}
+
+/// What a check asserts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CheckRule {
+    /// Rows checked are between `min` and `max`.
+    RowCount {
+        /// Fewest rows.
+        #[serde(default)]
+        min: Option<u64>,
+        /// Most rows.
+        #[serde(default)]
+        max: Option<u64>,
+    },
+    /// No null (or blank text) values.
+    NotNull {
+        /// Columns.
+        columns: Vec<String>,
+    },
+    /// No two rows share these columns' values.
+    Unique {
+        /// Columns of the key.
+        columns: Vec<String>,
+        /// Check the keys of the dates a run processed against the whole
+        /// table (a key re-used on another day), not only among themselves.
+        /// Reads the key column of every partition.
+        #[serde(default)]
+        whole_table: bool,
+    },
+    /// Every value is one of `values`.
+    AcceptedValues {
+        /// Column.
+        column: String,
+        /// Allowed values.
+        values: Vec<String>,
+    },
+    /// Values lie in a range (nulls are not checked).
+    Range {
+        /// Column.
+        column: String,
+        /// Lower bound.
+        #[serde(default)]
+        min: Option<f64>,
+        /// Upper bound.
+        #[serde(default)]
+        max: Option<f64>,
+        /// Whether the bounds themselves are outside (`price > 0`).
+        #[serde(default)]
+        exclusive: bool,
+    },
+    /// Every value appears in another table's column (`product_id` in `processed.products`).
+    References {
+        /// Column.
+        column: String,
+        /// `zone.table.column` it must appear in.
+        to: String,
+    },
+    /// The newest value of a timestamp column is at most `max_age_hours` old.
+    Freshness {
+        /// Timestamp column.
+        column: String,
+        /// Hours.
+        max_age_hours: f64,
+    },
+    /// A daily metric is not far off its trailing median (see `[quality]`).
+    Anomaly {
+        /// `revenue`, `orders`, `events` or `conversion_rate`.
+        metric: String,
+    },
+}
+
+/// Daily metrics an anomaly check can watch.
+pub const ANOMALY_METRICS: &[&str] = &["revenue", "orders", "events", "conversion_rate"];
+
+/// `[alerts]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Webhooks (`[[alerts.webhooks]]`); every alert is also logged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[[alerts.webhooks]]`: an HTTP endpoint that receives alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// URL the alert is POSTed to.
+    pub url: String,
+    /// `json` (shoplake's own) or `slack` (a Slack incoming-webhook message).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Alerts below this severity are not sent here.
+    #[serde(default = "warn")]
+    pub min_severity: Severity,
+}
+
+fn warn() -> Severity {
+    Severity::Warn
+}
+
+/// A webhook's body format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"kind", "key", "severity", "state", "message", ...}`.
+    #[default]
+    Json,
+    /// `{"text": ...}`, what Slack (and Mattermost, Teams' Slack mode) accept.
+    Slack,
 }
 
 /// `[[sources]]`: one event source.
@@ -446,6 +649,36 @@ impl Config {
         }
         if self.query.timeout_secs == 0 {
             return Err(Error::Config("query.timeout_secs: must be > 0".into()));
+        }
+        let q = &self.quality;
+        if q.anomaly_window_days < 7 || q.anomaly_threshold <= 0.0 || q.anomaly_min_change < 0.0 {
+            return Err(Error::Config(
+                "quality.anomaly_window_days must be ≥ 7, quality.anomaly_threshold > 0 and quality.anomaly_min_change ≥ 0".into(),
+            ));
+        }
+        for c in &q.checks {
+            if crate::schema::find(&c.table).is_none() {
+                return Err(Error::Config(format!(
+                    "[[quality.checks]] table {:?}: no such table (see `shoplake catalog list`)",
+                    c.table
+                )));
+            }
+            if let CheckRule::Anomaly { metric } = &c.rule
+                && !ANOMALY_METRICS.contains(&metric.as_str())
+            {
+                return Err(Error::Config(format!(
+                    "[[quality.checks]] metric {metric:?}: one of {}",
+                    ANOMALY_METRICS.join(", ")
+                )));
+            }
+        }
+        for w in &self.alerts.webhooks {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "[[alerts.webhooks]] url {:?}: must be an http:// or https:// URL",
+                    w.url
+                )));
+            }
         }
         Ok(())
     }

@@ -20,11 +20,19 @@ pub enum Zone {
     Curated,
     /// Every rejected row or event, with the reason.
     Quarantine,
+    /// What shoplake recorded about its own runs (data-quality results).
+    Ops,
 }
 
 impl Zone {
     /// All zones, in data-flow order.
-    pub const ALL: [Zone; 4] = [Zone::Raw, Zone::Processed, Zone::Curated, Zone::Quarantine];
+    pub const ALL: [Zone; 5] = [
+        Zone::Raw,
+        Zone::Processed,
+        Zone::Curated,
+        Zone::Quarantine,
+        Zone::Ops,
+    ];
 
     /// The zone's name: its folder under the lake root and its SQL schema.
     pub fn name(self) -> &'static str {
@@ -33,6 +41,7 @@ impl Zone {
             Zone::Processed => "processed",
             Zone::Curated => "curated",
             Zone::Quarantine => "quarantine",
+            Zone::Ops => "ops",
         }
     }
 
@@ -905,6 +914,50 @@ quarantine!(Q_CLICKSTREAM, "clickstream");
 quarantine!(Q_REVIEWS, "reviews");
 quarantine!(Q_EVENTS, "events");
 
+/// `ops.quality`
+pub const QUALITY: Table = Table {
+    zone: Zone::Ops,
+    name: "quality",
+    doc: "One row per data-quality check per run: what was checked, the outcome and why. Appended by the pipeline's quality step and `shoplake quality check`.",
+    storage: Storage::Delta,
+    partition: None,
+    columns: &[
+        c(
+            "run_id",
+            Text,
+            "The pipeline run (or `check-…` for `shoplake quality check`).",
+        ),
+        c("checked_at", Timestamp, "When the check ran."),
+        c("table_name", Text, "The table checked, `zone.name`."),
+        c("check_name", Text, "The check's name, unique per table."),
+        c(
+            "check_kind",
+            Text,
+            "row_count, not_null, unique, accepted_values, range, references, freshness, anomaly or schema.",
+        ),
+        c("severity", Text, "error (blocks curated tables) or warn."),
+        c(
+            "status",
+            Text,
+            "pass, fail, skipped (nothing to check) or error (the check itself failed).",
+        ),
+        n(
+            "scope",
+            Text,
+            "The dates checked (`2025-01-01..2025-01-31`); null: the whole table.",
+        ),
+        c("failing", BigInt, "Rows (or days) that failed."),
+        n(
+            "observed",
+            Float,
+            "The measured value (rows, hours, the metric).",
+        ),
+        n("expected", Text, "What was expected."),
+        c("message", Text, "A sentence saying what was found."),
+        n("sample", Text, "Up to five offending values."),
+    ],
+};
+
 /// Every table of the lake.
 pub const TABLES: &[Table] = &[
     RAW_TRANSACTIONS,
@@ -930,6 +983,7 @@ pub const TABLES: &[Table] = &[
     Q_CLICKSTREAM,
     Q_REVIEWS,
     Q_EVENTS,
+    QUALITY,
 ];
 
 /// A fingerprint of every table's declared layout (names, types,

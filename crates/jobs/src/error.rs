@@ -18,6 +18,12 @@ pub enum JobError {
     /// Arrow failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// The operational store (SQLite) failed.
+    #[error("operational store: {0}")]
+    Store(String),
+    /// Quality checks of severity `error` failed: curated tables kept.
+    #[error("quality checks failed: {0}")]
+    QualityBlocked(String),
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),

@@ -11,13 +11,21 @@
 //! * [`pipeline`] — the incremental, crash-safe pipeline run;
 //! * [`etl`] — raw files to typed processed rows;
 //! * [`sessions`] — sessionisation;
-//! * [`curate`] — the curated models.
+//! * [`curate`] — the curated models;
+//! * [`quality`] — data-quality checks and anomaly detection;
+//! * [`store`] — the operational store (run history, alerts; SQLite);
+//! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
+//! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files).
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod curate;
 pub mod etl;
 pub mod pipeline;
+pub mod quality;
+pub mod schedule;
 pub mod sessions;
+pub mod store;
 
 mod error;
 

@@ -23,10 +23,13 @@ use shoplake_lake::catalog::{RawFile, list_raw_files};
 use shoplake_lake::{Lake, WriteMode, dates_predicate, quarantine, state};
 use shoplake_query::QueryEngine;
 
+use crate::alerts::{Alert, Alerter, Kind};
 use crate::curate;
 use crate::error::{JobError, Result};
 use crate::etl::{self, EtlContext, EtlOutput};
+use crate::quality;
 use crate::sessions;
+use crate::store::{self, StepRecord, Store};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,9 @@ pub struct PipelineOptions {
     pub to: Option<i32>,
     /// Reprocess partitions even when unchanged.
     pub force: bool,
+    /// What started the run, as recorded in the run history: `cli` (the
+    /// default), `schedule`, `files`, `demo`, ...
+    pub trigger: String,
 }
 
 /// One step's outcome.
@@ -87,6 +93,8 @@ pub struct RunSummary {
     pub events: u64,
     /// Rows per processed and curated table after the run.
     pub tables: Vec<(String, u64)>,
+    /// What the quality step found (empty when it did not run).
+    pub quality: Vec<quality::CheckResult>,
 }
 
 impl RunSummary {
@@ -187,12 +195,74 @@ struct Runner<'a> {
     engine: QueryEngine,
     obs: &'a dyn Observer,
     steps: Vec<StepReport>,
+    store: Store,
+    run_id: String,
+    /// The step under way: its record, kept to mark it failed.
+    current: Option<StepRecord>,
 }
 
 impl Runner<'_> {
-    fn start(&self, name: &str) -> Instant {
+    fn start(&mut self, name: &str) -> Instant {
         self.obs.step_started(name);
+        let rec = StepRecord {
+            seq: self.steps.len() as u32,
+            name: name.to_string(),
+            status: store::status::RUNNING.into(),
+            started_at: store::now_rfc3339(),
+            seconds: None,
+            rows_in: 0,
+            rows_out: 0,
+            rejected: 0,
+            attempts: 1,
+            detail: String::new(),
+            error: None,
+        };
+        self.record(&rec);
+        self.current = Some(rec);
         Instant::now()
+    }
+
+    /// Records a step; the history is a report, so failing to write it
+    /// is logged, not fatal.
+    fn record(&self, rec: &StepRecord) {
+        if let Err(e) = self.store.put_step(&self.run_id, rec) {
+            tracing::warn!(error = %e, "run history not recorded");
+        }
+    }
+
+    /// Records a step that did not run, and why.
+    fn skip(&mut self, name: &str, why: &str) {
+        let rec = StepRecord {
+            seq: self.steps.len() as u32,
+            name: name.to_string(),
+            status: store::status::SKIPPED.into(),
+            started_at: store::now_rfc3339(),
+            seconds: Some(0.0),
+            rows_in: 0,
+            rows_out: 0,
+            rejected: 0,
+            attempts: 0,
+            detail: why.to_string(),
+            error: None,
+        };
+        self.record(&rec);
+        self.steps.push(StepReport {
+            name: name.to_string(),
+            rows_in: 0,
+            rows_out: 0,
+            rejected: 0,
+            seconds: 0.0,
+            detail: format!("skipped: {why}"),
+        });
+    }
+
+    /// Marks the step under way failed.
+    fn fail(&mut self, error: &str) {
+        if let Some(mut rec) = self.current.take() {
+            rec.status = store::status::FAILED.into();
+            rec.error = Some(error.to_string());
+            self.record(&rec);
+        }
     }
 
     fn finish(
@@ -212,6 +282,15 @@ impl Runner<'_> {
             seconds: t0.elapsed().as_secs_f64(),
             detail,
         };
+        if let Some(mut rec) = self.current.take() {
+            rec.status = store::status::SUCCEEDED.into();
+            rec.seconds = Some(r.seconds);
+            rec.rows_in = rows_in;
+            rec.rows_out = rows_out;
+            rec.rejected = rejected;
+            rec.detail = r.detail.clone();
+            self.record(&rec);
+        }
         self.obs.step_finished(&r);
         self.steps.push(r);
         failpoint(name);
@@ -400,7 +479,13 @@ async fn sessions_from_table(
     write_sessions(lake, dates, task, threads).await
 }
 
-/// Runs the pipeline once.
+/// Runs the pipeline once, recording it in the run history
+/// (`shoplake pipeline runs`) and alerting when it fails.
+///
+/// A run that finds error-severity quality failures stops before the
+/// curated models (they keep their last good state), records itself failed
+/// and returns [`JobError::QualityBlocked`]; its partitions stay
+/// unprocessed, so the next run checks them again.
 pub async fn run(
     lake: &Lake,
     cfg: &Config,
@@ -408,8 +493,6 @@ pub async fn run(
     obs: &dyn Observer,
 ) -> Result<RunSummary> {
     let t_run = Instant::now();
-    let now_micros = chrono::Utc::now().timestamp_micros();
-    let run_id = format!("run-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"));
     if let (Some(f), Some(t)) = (opts.from, opts.to)
         && f > t
     {
@@ -419,17 +502,6 @@ pub async fn run(
             time::format_date(t)
         )));
     }
-    let threads = match cfg.pipeline.threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
-    let ctx = EtlContext {
-        lake_root: lake.root().to_path_buf(),
-        currency: cfg.currency.clone(),
-        now_micros,
-        max_file_bytes: cfg.import.max_file_size_mb << 20,
-        threads,
-    };
     // One run at a time per data directory: a second run waits, then finds
     // what the first did in the bookmarks.
     let lock_path = lake.state_dir().join("pipeline.lock");
@@ -442,10 +514,84 @@ pub async fn run(
         lock.lock()
             .map_err(|e| JobError::Io(lock_path.clone(), e))?;
     }
+    let store = Store::open(&lake.state_dir())?;
+    // holding the lock, no run is under way: one still `running` died
+    for id in store.interrupt_stale_runs()? {
+        tracing::warn!(run = %id, "run {id} was interrupted (the process died); this run reprocesses its partitions");
+    }
+    let started = chrono::Utc::now();
+    let run_id = format!("run-{}", started.format("%Y%m%dT%H%M%S%.3f"));
+    let trigger = if opts.trigger.is_empty() {
+        "cli"
+    } else {
+        opts.trigger.as_str()
+    };
+    store.start_run(&run_id, trigger, &store::now_rfc3339())?;
     let mut r = Runner {
         engine: QueryEngine::new(lake, &cfg.query)?,
         obs,
         steps: Vec::new(),
+        store: store.clone(),
+        run_id: run_id.clone(),
+        current: None,
+    };
+    let alerter = Alerter::new(store.clone(), &cfg.alerts);
+    let result = run_steps(
+        lake,
+        cfg,
+        opts,
+        &mut r,
+        &alerter,
+        started.timestamp_micros(),
+    )
+    .await;
+    let seconds = t_run.elapsed().as_secs_f64();
+    match result {
+        Ok(mut summary) => {
+            summary.seconds = seconds;
+            store.set_run_dates(&run_id, &summary.dates.join(","))?;
+            store.finish_run(&run_id, store::status::SUCCEEDED, seconds, None)?;
+            alerter.clear("pipeline").await?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            r.fail(&msg);
+            store.finish_run(&run_id, store::status::FAILED, seconds, Some(&msg))?;
+            let alert = Alert {
+                key: "pipeline".into(),
+                kind: Kind::PipelineFailure,
+                severity: shoplake_core::config::Severity::Error,
+                message: format!("pipeline run {run_id} failed: {msg}"),
+                run_id: Some(run_id.clone()),
+            };
+            if let Err(ae) = alerter.raise(&alert).await {
+                tracing::warn!(error = %ae, "the failure could not be alerted");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn run_steps(
+    lake: &Lake,
+    cfg: &Config,
+    opts: &PipelineOptions,
+    r: &mut Runner<'_>,
+    alerter: &Alerter,
+    now_micros: i64,
+) -> Result<RunSummary> {
+    let run_id = r.run_id.clone();
+    let threads = match cfg.pipeline.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let ctx = EtlContext {
+        lake_root: lake.root().to_path_buf(),
+        currency: cfg.currency.clone(),
+        now_micros,
+        max_file_bytes: cfg.import.max_file_size_mb << 20,
+        threads,
     };
 
     // validate: what changed in the raw zone
@@ -501,6 +647,10 @@ pub async fn run(
         }
     );
     r.finish("validate", t0, files_seen, 0, 0, detail);
+    let planned: Vec<String> = etl_dates.iter().map(|d| time::format_date(*d)).collect();
+    if let Err(e) = r.store.set_run_dates(&run_id, &planned.join(",")) {
+        tracing::warn!(error = %e, "run history not recorded");
+    }
 
     // catalog: every table exists (empty) so queries never miss one
     let t0 = r.start("catalog");
@@ -534,8 +684,10 @@ pub async fn run(
         .join("00000000000000000001.json")
         .exists();
     if let Some(t) = outdated.iter().find(|t| {
-        matches!(t.zone, schema::Zone::Quarantine | schema::Zone::Raw)
-            || (has_collected && t.zone == schema::Zone::Processed && t.name == "events")
+        matches!(
+            t.zone,
+            schema::Zone::Quarantine | schema::Zone::Raw | schema::Zone::Ops
+        ) || (has_collected && t.zone == schema::Zone::Processed && t.name == "events")
     }) {
         return Err(JobError::Invalid(format!(
             "{} was written by another version of shoplake with other columns; \
@@ -551,7 +703,7 @@ pub async fn run(
                 Some(Source::Clickstream)
             }
             (schema::Zone::Processed, name) => Source::parse(name),
-            _ => unreachable!("quarantine and raw tables were checked above"),
+            _ => unreachable!("quarantine, raw and ops tables were checked above"),
         };
         tracing::warn!(table = %t.qualified(), "the table's columns changed (or it is new): rebuilding it");
         lake.drop_table(t)?;
@@ -559,13 +711,31 @@ pub async fn run(
         curate_all = true;
         if let Some(s) = source {
             let everything = PipelineOptions {
-                from: None,
-                to: None,
                 force: true,
+                ..Default::default()
             };
             let p = plan_source(lake, s, &BTreeMap::new(), &everything)?;
             plans.insert(s, p);
         }
+    }
+    // The partitions about to change lose their bookmarks first: a run that
+    // stops after committing some of them (a failed step, failed quality
+    // checks) leaves them to be processed again, even if the raw files go
+    // back to what the bookmarks last saw.
+    let mut unmarked = Bookmarks {
+        sources: marks.sources.clone(),
+        layout: marks.layout,
+    };
+    let mut touched = false;
+    for (s, p) in &plans {
+        if let Some(m) = unmarked.sources.get_mut(s.name()) {
+            for (d, _) in &p.parts {
+                touched |= m.remove(&time::format_date(*d)).is_some();
+            }
+        }
+    }
+    if touched {
+        state::write_json(&bookmarks_path(lake), &unmarked)?;
     }
     let products_changed = !plans[&Source::Products].parts.is_empty();
     for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
@@ -736,6 +906,49 @@ pub async fn run(
         );
     }
 
+    // quality: the processed tables as this run left them
+    let mut quality_results = Vec::new();
+    if cfg.quality.enabled && (!etl_dates.is_empty() || products_changed) {
+        let t0 = r.start("quality");
+        let checks = quality::checks(&cfg.quality)?;
+        let scope = quality::Scope {
+            dates: Some(etl_dates.iter().copied().collect()),
+            tables: Vec::new(),
+            now_micros,
+        };
+        let results = quality::run_checks(lake, &r.engine, &cfg.quality, &checks, &scope).await?;
+        quality::record(lake, &run_id, now_micros, &results).await?;
+        quality::alert(alerter, &run_id, &results).await?;
+        let failed: Vec<&quality::CheckResult> = results.iter().filter(|c| c.failed()).collect();
+        let blocking: Vec<String> = results
+            .iter()
+            .filter(|c| c.blocks())
+            .map(|c| format!("{} {}: {}", c.table, c.check, c.message))
+            .collect();
+        r.finish(
+            "quality",
+            t0,
+            results.len() as u64,
+            0,
+            failed.len() as u64,
+            format!(
+                "{} checks, {} failed ({} blocking)",
+                results.len(),
+                failed.len(),
+                blocking.len()
+            ),
+        );
+        quality_results = results;
+        if !blocking.is_empty() {
+            r.skip("curate", "quality checks of severity error failed");
+            return Err(JobError::QualityBlocked(format!(
+                "{} error check(s) failed, so the curated tables were left as they were: {}",
+                blocking.len(),
+                blocking.join("; ")
+            )));
+        }
+    }
+
     // curated models
     let mut curate_dates = etl_dates.clone();
     if products_changed || curate_all {
@@ -797,12 +1010,13 @@ pub async fn run(
     Ok(RunSummary {
         run_id,
         started_at: time::format_ts(now_micros),
-        seconds: t_run.elapsed().as_secs_f64(),
-        steps: r.steps,
+        seconds: 0.0,
+        steps: std::mem::take(&mut r.steps),
         dates: curate_dates.iter().map(|d| time::format_date(*d)).collect(),
         products_rebuilt: products_changed,
         events,
         tables,
+        quality: quality_results,
     })
 }
 

@@ -1,0 +1,372 @@
+//! Data quality, run history and alerts, on planted faults: a duplicate key
+//! that blocks the curated tables, a blank key and an out-of-range value
+//! written behind the pipeline's back, a day whose revenue halves; alerts
+//! received by a local webhook, once per condition.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
+use shoplake_core::config::{Severity, WebhookConfig, WebhookFormat};
+use shoplake_core::schema;
+use shoplake_jobs::JobError;
+use shoplake_jobs::pipeline::{PipelineOptions, Quiet, run};
+use shoplake_jobs::quality::{self, CheckResult, Scope};
+use shoplake_jobs::store::Store;
+use shoplake_lake::WriteMode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::common::{Fixture, gen_config, small_config, ymd};
+
+/// A local HTTP listener that answers 200 and hands over every body.
+async fn webhook() -> (String, mpsc::UnboundedReceiver<serde_json::Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // headers, then Content-Length bytes of body
+                let (head_end, len) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "connection closed mid-request");
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "connection closed mid-body");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body: serde_json::Value =
+                    serde_json::from_slice(&buf[head_end..head_end + len]).unwrap();
+                tx.send(body).unwrap();
+                sock.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            });
+        }
+    });
+    (url, rx)
+}
+
+fn drain(rx: &mut mpsc::UnboundedReceiver<serde_json::Value>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Ok(v) = rx.try_recv() {
+        out.push((
+            v["state"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn find<'a>(results: &'a [CheckResult], table: &str, check: &str) -> &'a CheckResult {
+    results
+        .iter()
+        .find(|r| r.table == table && r.check == check)
+        .unwrap_or_else(|| panic!("no result for {table} {check}: {results:#?}"))
+}
+
+const UNIQUE_TX: &str = "quality:processed.transactions:unique(transaction_id)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_key_blocks_curated_tables_alerts_once_and_clears() {
+    let mut fx = Fixture::with(&small_config());
+    let (url, mut hooks) = webhook().await;
+    fx.cfg.alerts.webhooks.push(WebhookConfig {
+        url,
+        format: WebhookFormat::Json,
+        min_severity: Severity::Warn,
+    });
+    let first = fx.run(&PipelineOptions::default()).await;
+    let blocking: Vec<&CheckResult> = first.quality.iter().filter(|r| r.blocks()).collect();
+    assert!(blocking.is_empty(), "clean data fails: {blocking:#?}");
+    assert!(
+        first
+            .quality
+            .iter()
+            .any(|r| r.check == "unique(transaction_id)" && r.status == "pass"),
+        "{:#?}",
+        first.quality
+    );
+    assert!(
+        drain(&mut hooks)
+            .iter()
+            .all(|(_, k)| !k.ends_with("unique(transaction_id)")),
+        "nothing to alert about yet"
+    );
+    let kpis = "SELECT * FROM curated.daily_kpis ORDER BY date";
+    let before = fx.query(kpis).await.dump(1000);
+
+    // a transaction id of the first day, re-used in a new file of the last day
+    let tx = fx
+        .query(&format!(
+            "SELECT transaction_id, customer_id, product_id FROM processed.transactions \
+             WHERE date = to_date('{}') ORDER BY transaction_id LIMIT 1",
+            crate::common::START
+        ))
+        .await;
+    let row = tx.row(0);
+    let last = crate::common::day(crate::common::START) + crate::common::DAYS as i32 - 1;
+    let dir = fx
+        .raw_root()
+        .join("transactions")
+        .join(format!("date={}", ymd(last)));
+    let planted = dir.join("planted.csv");
+    std::fs::write(
+        &planted,
+        format!(
+            "transaction_id,customer_id,product_id,quantity,price,total_amount,transaction_date,status\n\
+             {},{},{},1,10.00,10.00,{},completed\n",
+            row.str("transaction_id"),
+            row.str("customer_id"),
+            row.str("product_id"),
+            ymd(last)
+        ),
+    )
+    .unwrap();
+
+    let err = run(&fx.lake, &fx.cfg, &PipelineOptions::default(), &Quiet)
+        .await
+        .expect_err("a duplicate transaction id must stop the run");
+    assert!(
+        matches!(&err, JobError::QualityBlocked(m) if m.contains("unique(transaction_id)")),
+        "{err}"
+    );
+    assert_eq!(
+        fx.query(kpis).await.dump(1000),
+        before,
+        "the curated tables keep their last good state"
+    );
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (failed, steps) = store.run("latest").unwrap().unwrap();
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("unique(transaction_id)")
+    );
+    assert!(failed.dates.contains(&ymd(last)), "{}", failed.dates);
+    let status = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.status.clone())
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+    };
+    assert_eq!(status("transactions_etl"), "succeeded");
+    assert_eq!(status("quality"), "succeeded");
+    assert_eq!(status("curate"), "skipped");
+    // the result is in ops.quality under the run's id
+    let rows = fx
+        .query(&format!(
+            "SELECT status, failing, sample FROM ops.quality WHERE run_id = '{}' \
+             AND table_name = 'processed.transactions' AND check_name = 'unique(transaction_id)'",
+            failed.run_id
+        ))
+        .await;
+    assert_eq!(rows.len(), 1, "{}", rows.dump(10));
+    assert_eq!(rows.row(0).str("status"), "fail");
+    assert_eq!(rows.row(0).i64("failing"), 1);
+    assert_eq!(rows.row(0).str("sample"), row.str("transaction_id"));
+    let sent = drain(&mut hooks);
+    assert!(
+        sent.contains(&("firing".into(), UNIQUE_TX.into())),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&("firing".into(), "pipeline".into())),
+        "{sent:?}"
+    );
+
+    // the same fault on the next run: counted, not sent again
+    run(&fx.lake, &fx.cfg, &PipelineOptions::default(), &Quiet)
+        .await
+        .expect_err("still duplicated");
+    let again = drain(&mut hooks);
+    assert!(
+        !again.iter().any(|(_, k)| k == UNIQUE_TX || k == "pipeline"),
+        "alerts are sent once per condition: {again:?}"
+    );
+    let open = store.open_alert(UNIQUE_TX).unwrap().unwrap();
+    assert_eq!(open.repeats, 1);
+    assert!(open.delivery.contains("200"), "{}", open.delivery);
+
+    // fixed: the run succeeds, the conditions clear, the tables are as before
+    std::fs::remove_file(&planted).unwrap();
+    let fixed = fx.run(&PipelineOptions::default()).await;
+    assert!(fixed.quality.iter().all(|r| !r.blocks()));
+    let resolved = drain(&mut hooks);
+    assert!(
+        resolved.contains(&("resolved".into(), UNIQUE_TX.into())),
+        "{resolved:?}"
+    );
+    assert!(
+        resolved.contains(&("resolved".into(), "pipeline".into())),
+        "{resolved:?}"
+    );
+    assert!(store.open_alert(UNIQUE_TX).unwrap().is_none());
+    assert_eq!(fx.query(kpis).await.dump(1000), before);
+    let statuses: Vec<String> = store
+        .runs(10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "failed", "succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_find_a_blank_key_a_bad_quantity_and_a_halved_day() {
+    let fx = Fixture::with(&gen_config());
+    let first = fx.run(&PipelineOptions::default()).await;
+    let blocking: Vec<&CheckResult> = first.quality.iter().filter(|r| r.blocks()).collect();
+    assert!(blocking.is_empty(), "clean data fails: {blocking:#?}");
+    // (the generated data grows 30 % in 16 days: a steep ramp the
+    // detector may flag; the last day, judged on its own, is ordinary)
+    let last = crate::common::day(crate::common::START) + crate::common::DAYS as i32 - 1;
+    for m in ["anomaly(revenue)", "anomaly(orders)"] {
+        let r = find(&first.quality, "processed.transactions", m);
+        assert!(
+            r.sample.as_deref().is_none_or(|s| !s.contains(&ymd(last))),
+            "{r:#?}"
+        );
+    }
+
+    // half of the last day's orders (a basket is a customer's lines of a
+    // day) go missing: every other customer's lines
+    let dir = fx
+        .raw_root()
+        .join("transactions")
+        .join(format!("date={}", ymd(last)));
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut customers: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(1))
+            .collect();
+        customers.sort();
+        customers.dedup();
+        let dropped: std::collections::HashSet<&str> =
+            customers.iter().copied().skip(1).step_by(2).collect();
+        let kept: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .filter(|(i, l)| *i == 0 || !l.split(',').nth(1).is_some_and(|c| dropped.contains(c)))
+            .map(|(_, l)| l)
+            .collect();
+        std::fs::write(&p, kept.join("\n") + "\n").unwrap();
+    }
+    let second = fx.run(&PipelineOptions::default()).await;
+    let revenue = find(
+        &second.quality,
+        "processed.transactions",
+        "anomaly(revenue)",
+    );
+    assert_eq!(revenue.status, "fail", "{revenue:#?}");
+    assert!(revenue.message.contains(&ymd(last)), "{}", revenue.message);
+    assert_eq!(
+        revenue.severity,
+        Severity::Warn,
+        "an anomaly alerts, it does not block"
+    );
+    let orders = find(&second.quality, "processed.transactions", "anomaly(orders)");
+    assert_eq!(orders.status, "fail", "{orders:#?}");
+
+    // a row written behind the pipeline's back: blank product id, quantity 0
+    let sample = fx
+        .engine()
+        .run_internal("SELECT * FROM processed.transactions ORDER BY transaction_id LIMIT 1")
+        .await
+        .unwrap();
+    let b = &sample[0];
+    let table = schema::TRANSACTIONS.schema();
+    let idx = |n: &str| table.index_of(n).unwrap();
+    // the query's column types (views) cast back to the table's
+    let mut cols: Vec<ArrayRef> = table
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = b.column(b.schema().index_of(f.name()).unwrap());
+            arrow::compute::cast(c, f.data_type()).unwrap()
+        })
+        .collect();
+    cols[idx("transaction_id")] = Arc::new(StringArray::from(vec!["planted-1"]));
+    cols[idx("product_id")] = Arc::new(StringArray::from(vec!["  "]));
+    cols[idx("quantity")] = Arc::new(Int32Array::from(vec![0]));
+    let bad = RecordBatch::try_new(table.clone(), cols).unwrap();
+    fx.lake
+        .write(&schema::TRANSACTIONS, vec![bad], WriteMode::Append)
+        .await
+        .unwrap();
+
+    let checks = quality::checks(&fx.cfg.quality).unwrap();
+    let scope = Scope {
+        dates: None,
+        tables: vec!["processed.transactions".into()],
+        now_micros: chrono::Utc::now().timestamp_micros(),
+    };
+    let results = quality::run_checks(&fx.lake, &fx.engine(), &fx.cfg.quality, &checks, &scope)
+        .await
+        .unwrap();
+    assert!(
+        results.iter().all(|r| r.table == "processed.transactions"),
+        "--table limits the checks"
+    );
+    let nn = find(
+        &results,
+        "processed.transactions",
+        "not_null(transaction_id,customer_id,product_id)",
+    );
+    assert_eq!((nn.status.as_str(), nn.failing), ("fail", 1), "{nn:#?}");
+    assert_eq!(nn.sample.as_deref(), Some("empty: product_id"));
+    assert!(nn.blocks());
+    let q = find(&results, "processed.transactions", "range(quantity)");
+    assert_eq!((q.status.as_str(), q.failing), ("fail", 1), "{q:#?}");
+    assert_eq!(q.sample.as_deref(), Some("0"));
+    let p = find(&results, "processed.transactions", "range(price)");
+    assert_eq!(p.status, "pass", "{p:#?}");
+    let refs = find(&results, "processed.transactions", "references(product_id)");
+    assert_eq!(
+        (refs.status.as_str(), refs.failing),
+        ("fail", 1),
+        "the blank id is no product: {refs:#?}"
+    );
+    let schema_ok = find(&results, "processed.transactions", "schema");
+    assert_eq!(schema_ok.status, "pass");
+    // the report goes to ops.quality
+    quality::record(&fx.lake, "check-test", scope.now_micros, &results)
+        .await
+        .unwrap();
+    let stored = fx
+        .query(
+            "SELECT count(*) AS n FROM ops.quality WHERE run_id = 'check-test' AND status = 'fail'",
+        )
+        .await;
+    assert_eq!(
+        stored.row(0).i64("n") as usize,
+        results.iter().filter(|r| r.status == "fail").count()
+    );
+}
