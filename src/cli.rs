@@ -105,6 +105,9 @@ pub enum Command {
     /// Manage the write keys of event sources.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Lake upkeep: compaction, vacuum, log trimming, raw-zone retention.
+    #[command(subcommand)]
+    Lake(LakeCommand),
     /// Data-quality checks: run them, list them.
     #[command(subcommand)]
     Quality(QualityCommand),
@@ -255,6 +258,42 @@ pub enum PipelineCommand {
         /// Run id, as `pipeline runs` lists it, or `latest`.
         #[arg(default_value = "latest", value_name = "RUN")]
         run: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+}
+
+/// `lake ...`
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Everything `shoplake serve` runs on `lake.maintenance_schedule`:
+    /// compact tables with many small files, vacuum files no version of
+    /// the last `lake.vacuum_retain_hours` uses, trim Delta logs older than
+    /// `lake.log_retain_hours`, delete raw partitions older than
+    /// `lake.raw_retention_days` (their processed rows stay).
+    Maintain {
+        /// Only this table (zone.name); repeatable.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// Vacuum files unused for this many hours (default from config).
+        #[arg(long, value_name = "HOURS")]
+        retain_hours: Option<u64>,
+        /// Delete raw partitions older than this many days (default from config; 0: keep).
+        #[arg(long, value_name = "DAYS")]
+        raw_retention_days: Option<u32>,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// Compact every table (or --table) holding more than one data file.
+    Optimize {
+        /// Only this table (zone.name); repeatable.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t)]
         format: FormatArg,

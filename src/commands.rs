@@ -24,8 +24,8 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, PipelineCommand, QualityCommand,
-    ReportArgs, ServeArgs, SourceArg,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, PipelineCommand,
+    QualityCommand, ReportArgs, ServeArgs, SourceArg,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -68,6 +68,36 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
         }
         Command::Quality(QualityCommand::List { format }) => quality_list(env, format),
         Command::Alerts { all, format } => alerts_list(env, all, format),
+        Command::Lake(LakeCommand::Maintain {
+            tables,
+            retain_hours,
+            raw_retention_days,
+            dry_run,
+            format,
+        }) => {
+            let m = shoplake_jobs::maintain::MaintainRun {
+                tables: find_tables(&tables)?,
+                compact_above: None,
+                vacuum: true,
+                vacuum_retain: retain_hours.map(|h| std::time::Duration::from_secs(h * 3600)),
+                raw_retention_days,
+                today: chrono::Utc::now().timestamp().div_euclid(86_400) as i32,
+                dry_run,
+            };
+            lake_maintain(env, &m, format).await
+        }
+        Command::Lake(LakeCommand::Optimize { tables, format }) => {
+            let m = shoplake_jobs::maintain::MaintainRun {
+                tables: find_tables(&tables)?,
+                compact_above: Some(1),
+                vacuum: false,
+                vacuum_retain: None,
+                raw_retention_days: Some(0),
+                today: 0,
+                dry_run: false,
+            };
+            lake_maintain(env, &m, format).await
+        }
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
         Command::Catalog(c) => catalog_cmd(env, c).await,
@@ -584,6 +614,72 @@ fn quality_list(env: &Env, f: FormatArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn find_tables(names: &[String]) -> Result<Vec<&'static schema::Table>> {
+    names
+        .iter()
+        .map(|t| {
+            schema::find(t)
+                .filter(|t| t.storage == schema::Storage::Delta)
+                .with_context(|| {
+                    format!("--table {t:?}: no such Delta table (see `shoplake catalog list`)")
+                })
+        })
+        .collect()
+}
+
+async fn lake_maintain(
+    env: &Env,
+    m: &shoplake_jobs::maintain::MaintainRun,
+    f: FormatArg,
+) -> Result<ExitCode> {
+    let lake = open_lake(env)?;
+    let r = shoplake_jobs::maintain::run(&lake, &env.config, m).await?;
+    if matches!(f, FormatArg::Json) {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = r
+        .tables
+        .iter()
+        .filter(|t| t.files_before > 0)
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                t.files_before.to_string(),
+                t.compacted.to_string(),
+                t.written.to_string(),
+                t.vacuumed.to_string(),
+                t.log_entries_removed.to_string(),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &[
+                "table",
+                "files",
+                "compacted",
+                "written",
+                "vacuumed",
+                "log_entries_removed",
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    if matches!(f, FormatArg::Table) {
+        out(format!(
+            "{}{} raw partition(s) ({} bytes) past retention removed, in {}\n",
+            if r.dry_run { "dry run: " } else { "" },
+            r.raw_partitions_removed.len(),
+            r.raw_bytes_removed,
+            fmt_secs(r.seconds)
+        )
+        .as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn alerts_list(env: &Env, all: bool, f: FormatArg) -> Result<ExitCode> {
     let store = open_store(env)?;
     let alerts = if all {
@@ -944,14 +1040,20 @@ fn spawn_scheduler(
     env: &Env,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<std::thread::JoinHandle<()>>> {
-    use shoplake_jobs::schedule::{self, Cron, LakeRunner, ScheduleOptions, SystemClock};
+    use shoplake_jobs::schedule::{
+        self, Cron, LakeRunner, MaintainRunner, ScheduleOptions, SystemClock,
+    };
     let p = &env.config.pipeline;
     let cron = match p.schedule.trim() {
         "" => None,
         s => Some(s.parse::<Cron>().context("pipeline.schedule")?),
     };
+    let maintenance = match env.config.lake.maintenance_schedule.trim() {
+        "" => None,
+        s => Some(s.parse::<Cron>().context("lake.maintenance_schedule")?),
+    };
     let watch = (p.watch_secs > 0).then(|| chrono::Duration::seconds(p.watch_secs as i64));
-    if cron.is_none() && watch.is_none() {
+    if cron.is_none() && watch.is_none() && maintenance.is_none() {
         return Ok(None);
     }
     let lake = open_lake(env)?;
@@ -960,7 +1062,18 @@ fn spawn_scheduler(
         watch,
         raw_root: lake.root().join("raw"),
         state_dir: lake.state_dir(),
+        resume: true,
     };
+    let maintain_opts = ScheduleOptions {
+        cron: maintenance,
+        watch: None,
+        resume: false,
+        ..opts.clone()
+    };
+    let maintain = std::sync::Arc::new(MaintainRunner {
+        lake: lake.clone(),
+        config: env.config.clone(),
+    });
     let runner = std::sync::Arc::new(LakeRunner {
         lake,
         config: env.config.clone(),
@@ -975,13 +1088,33 @@ fn spawn_scheduler(
     let handle = std::thread::Builder::new()
         .name("shoplake-scheduler".into())
         .spawn(move || {
-            rt.block_on(schedule::run_schedule(
-                opts,
-                std::sync::Arc::new(SystemClock),
-                runner,
-                stop,
-                progress,
-            ))
+            let clock = std::sync::Arc::new(SystemClock);
+            let upkeep =
+                std::sync::Arc::new(tokio::sync::watch::channel(schedule::Progress::default()).0);
+            rt.block_on(async {
+                let mut tasks = Vec::new();
+                if opts.cron.is_some() || opts.watch.is_some() {
+                    tasks.push(tokio::spawn(schedule::run_schedule(
+                        opts,
+                        clock.clone(),
+                        runner,
+                        stop.clone(),
+                        progress,
+                    )));
+                }
+                if maintain_opts.cron.is_some() {
+                    tasks.push(tokio::spawn(schedule::run_schedule(
+                        maintain_opts,
+                        clock,
+                        maintain,
+                        stop,
+                        upkeep,
+                    )));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
         })?;
     Ok(Some(handle))
 }

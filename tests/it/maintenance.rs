@@ -276,3 +276,105 @@ async fn raw_tables_show_compressed_files_and_empty_results_keep_their_columns()
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintain_compacts_vacuums_and_retires_old_raw_partitions_keeping_their_rows() {
+    use shoplake_jobs::maintain::{MaintainRun, run};
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    // forced reruns replace every partition: the old files are unreferenced
+    for _ in 0..2 {
+        fx.run(&PipelineOptions {
+            force: true,
+            ..Default::default()
+        })
+        .await;
+    }
+    let before = fx.delta_row_counts().await;
+    let files_on_disk = |t: &Table| {
+        crate::common::files_under(&fx.lake.table_dir(t))
+            .keys()
+            .filter(|k| k.ends_with(".parquet"))
+            .count()
+    };
+    let on_disk = files_on_disk(&schema::TRANSACTIONS);
+    let first = day(crate::common::START);
+    let m = MaintainRun {
+        tables: Vec::new(),
+        compact_above: Some(2),
+        vacuum: true,
+        vacuum_retain: Some(std::time::Duration::ZERO),
+        raw_retention_days: Some(10),
+        today: first + 15,
+        dry_run: false,
+    };
+    let dry = run(
+        &fx.lake,
+        &fx.cfg,
+        &MaintainRun {
+            dry_run: true,
+            ..m.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        files_on_disk(&schema::TRANSACTIONS),
+        on_disk,
+        "a dry run deletes nothing"
+    );
+    let mut old_parts: Vec<String> = fx
+        .raw_files()
+        .keys()
+        .filter_map(|k| {
+            let (source, rest) = k.split_once('/')?;
+            let date = rest.strip_prefix("date=")?.split('/').next()?;
+            (day(date) < first + 5).then(|| format!("{source}/{date}"))
+        })
+        .collect();
+    old_parts.sort();
+    old_parts.dedup();
+    assert!(old_parts.len() >= 10, "{old_parts:?}");
+    let mut planned = dry.raw_partitions_removed.clone();
+    planned.sort();
+    assert_eq!(
+        planned, old_parts,
+        "the partitions older than ten days back"
+    );
+    let r = run(&fx.lake, &fx.cfg, &m).await.unwrap();
+    let tx = r
+        .tables
+        .iter()
+        .find(|t| t.table == "processed.transactions")
+        .unwrap();
+    // one file per date partition: nothing to compact, the replaced ones to vacuum
+    assert_eq!((tx.files_before, tx.compacted), (16, 0), "{tx:?}");
+    assert!(tx.vacuumed > 0, "{tx:?}");
+    // ops.quality gains a small file per run: three become one
+    let q = r.tables.iter().find(|t| t.table == "ops.quality").unwrap();
+    assert_eq!((q.files_before, q.compacted, q.written), (3, 3, 1), "{q:?}");
+    assert!(
+        files_on_disk(&schema::TRANSACTIONS) < on_disk,
+        "{} files before, {} after",
+        on_disk,
+        files_on_disk(&schema::TRANSACTIONS)
+    );
+    // the raw partitions of the first five days are gone ...
+    assert_eq!(r.raw_partitions_removed, dry.raw_partitions_removed);
+    assert!(r.raw_bytes_removed > 0);
+    let raw = fx.raw_files();
+    assert!(
+        !raw.keys()
+            .any(|k| k.contains(&format!("date={}", ymd(first))))
+    );
+    assert!(
+        raw.keys()
+            .any(|k| k.contains(&format!("date={}", ymd(first + 5))))
+    );
+    // ... but every table holds what it held, and still does after the
+    // next run (which finds nothing to do)
+    assert_eq!(fx.delta_row_counts().await, before);
+    let next = fx.run(&PipelineOptions::default()).await;
+    assert!(next.nothing_to_do(), "{:?}", next.dates);
+    assert_eq!(fx.delta_row_counts().await, before);
+}

@@ -172,6 +172,17 @@ pub struct LakeConfig {
     pub row_group_rows: usize,
     /// Compact a day-grain curated table when it has more files than this.
     pub compact_after_files: usize,
+    /// When `shoplake serve` runs the lake's maintenance (compaction,
+    /// vacuum, log and raw-zone retention): cron, UTC; empty: never.
+    pub maintenance_schedule: String,
+    /// Vacuum deletes data files no version of the last this-many hours uses.
+    pub vacuum_retain_hours: u64,
+    /// Delta log entries older than this (hours) are removed, once a
+    /// checkpoint covers them (time travel reaches back this far).
+    pub log_retain_hours: u64,
+    /// Raw-zone partitions (batch files) older than this many days are
+    /// deleted by maintenance, their processed rows kept; 0: keep forever.
+    pub raw_retention_days: u32,
 }
 
 impl Default for LakeConfig {
@@ -181,6 +192,10 @@ impl Default for LakeConfig {
             compression: Compression::Snappy,
             row_group_rows: 1 << 20,
             compact_after_files: 16,
+            maintenance_schedule: "30 3 * * *".into(),
+            vacuum_retain_hours: 168,
+            log_retain_hours: 168,
+            raw_retention_days: 0,
         }
     }
 }

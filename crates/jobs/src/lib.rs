@@ -15,12 +15,14 @@
 //! * [`quality`] — data-quality checks and anomaly detection;
 //! * [`store`] — the operational store (run history, alerts; SQLite);
 //! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
-//! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files).
+//! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
+//! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention.
 #![deny(missing_docs)]
 
 pub mod alerts;
 pub mod curate;
 pub mod etl;
+pub mod maintain;
 pub mod pipeline;
 pub mod quality;
 pub mod schedule;

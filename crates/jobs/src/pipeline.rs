@@ -172,16 +172,88 @@ fn plan_source(
             plan.parts.push((d, files));
         }
     }
-    // partitions processed before whose files are gone: empty them
-    for part in marks.keys() {
+    // partitions processed before whose files are gone: empty them (not
+    // those the raw-zone retention retired: their rows stay)
+    for (part, mark) in marks {
         let d = time::parse_date(part).map_err(JobError::Invalid)?;
-        if in_range(d) && !plan.all_dates.contains(&d) {
+        if in_range(d) && !plan.all_dates.contains(&d) && mark != RETIRED {
             plan.marks.remove(part);
             plan.parts.push((d, Vec::new()));
         }
     }
     plan.parts.sort_by_key(|(d, _)| *d);
     Ok(plan)
+}
+
+/// The bookmark of a raw partition deleted by retention
+/// ([`retire_raw_partitions`]): its processed rows are kept.
+const RETIRED: &str = "retired";
+
+/// Takes the pipeline lock of `lake` (one run, or maintenance, at a time
+/// per data directory), waiting for the holder.
+pub(crate) fn lock(lake: &Lake) -> Result<std::fs::File> {
+    let lock_path = lake.state_dir().join("pipeline.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| JobError::Io(lock_path.clone(), e))?;
+    if lock.try_lock().is_err() {
+        tracing::info!(
+            "another pipeline run holds {}; waiting for it",
+            lock_path.display()
+        );
+        lock.lock()
+            .map_err(|e| JobError::Io(lock_path.clone(), e))?;
+    }
+    Ok(lock)
+}
+
+/// Deletes the raw partitions of batch sources dated before `before`
+/// (days since the epoch) and bookmarks them as retired, so the pipeline
+/// keeps their processed rows instead of emptying those dates. Returns the
+/// `source/date` partitions and bytes removed. The caller holds [`lock`].
+pub(crate) fn retire_raw_partitions(
+    lake: &Lake,
+    before: i32,
+    dry_run: bool,
+) -> Result<(Vec<String>, u64)> {
+    let mut marks: Bookmarks = state::read_json(&bookmarks_path(lake))?;
+    let mut removed = Vec::new();
+    let mut bytes = 0u64;
+    for s in Source::ALL {
+        let files = list_raw_files(&lake.raw_dir(s))?;
+        let mut parts: BTreeMap<String, Vec<RawFile>> = BTreeMap::new();
+        for f in files {
+            parts.entry(f.partition.clone()).or_default().push(f);
+        }
+        for (part, files) in parts {
+            let Ok(d) = time::parse_date(&part) else {
+                continue;
+            };
+            let processed = marks
+                .sources
+                .get(s.name())
+                .and_then(|m| m.get(&part))
+                .is_some_and(|fp| *fp == fingerprint(&files));
+            // never delete what was not processed yet
+            if d >= before || !processed {
+                continue;
+            }
+            bytes += files.iter().map(|f| f.size).sum::<u64>();
+            removed.push(format!("{}/{part}", s.name()));
+            if dry_run {
+                continue;
+            }
+            let dir = lake.raw_dir(s).join(format!("date={part}"));
+            std::fs::remove_dir_all(&dir).map_err(|e| JobError::Io(dir.clone(), e))?;
+            marks
+                .sources
+                .entry(s.name().to_string())
+                .or_default()
+                .insert(part, RETIRED.to_string());
+        }
+    }
+    if !dry_run && !removed.is_empty() {
+        state::write_json(&bookmarks_path(lake), &marks)?;
+    }
+    Ok((removed, bytes))
 }
 
 fn failpoint(step: &str) {
@@ -504,16 +576,7 @@ pub async fn run(
     }
     // One run at a time per data directory: a second run waits, then finds
     // what the first did in the bookmarks.
-    let lock_path = lake.state_dir().join("pipeline.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(|e| JobError::Io(lock_path.clone(), e))?;
-    if lock.try_lock().is_err() {
-        tracing::info!(
-            "another pipeline run holds {}; waiting for it",
-            lock_path.display()
-        );
-        lock.lock()
-            .map_err(|e| JobError::Io(lock_path.clone(), e))?;
-    }
+    let _lock = lock(lake)?;
     let store = Store::open(&lake.state_dir())?;
     // holding the lock, no run is under way: one still `running` died
     for id in store.interrupt_stale_runs()? {

@@ -251,6 +251,8 @@ pub struct ScheduleOptions {
     pub raw_root: std::path::PathBuf,
     /// The state folder (run history: an interrupted run is resumed at start).
     pub state_dir: std::path::PathBuf,
+    /// Whether a run the last process left unfinished is redone at start.
+    pub resume: bool,
 }
 
 /// The scheduler's progress, for tests and `/metrics`: the last time it
@@ -309,13 +311,14 @@ pub async fn run_schedule(
 ) {
     let mut seen: Option<String> = None;
     // a run the last process did not finish: resume it now
-    let interrupted = crate::store::Store::open(&opts.state_dir)
-        .and_then(|s| s.runs(1))
-        .map(|r| {
-            r.first()
-                .is_some_and(|r| r.status == crate::store::status::RUNNING)
-        })
-        .unwrap_or(false);
+    let interrupted = opts.resume
+        && crate::store::Store::open(&opts.state_dir)
+            .and_then(|s| s.runs(1))
+            .map(|r| {
+                r.first()
+                    .is_some_and(|r| r.status == crate::store::status::RUNNING)
+            })
+            .unwrap_or(false);
     let mut pending: Option<&str> = interrupted.then_some("resume");
     let mut next_cron = opts.cron.as_ref().and_then(|c| c.next_after(clock.now()));
     tracing::info!(
@@ -404,6 +407,43 @@ impl PipelineRunner for LakeRunner {
     }
 }
 
+/// Lake maintenance as a [`PipelineRunner`] (its own schedule in `serve`).
+pub struct MaintainRunner {
+    /// The lake.
+    pub lake: shoplake_lake::Lake,
+    /// The configuration.
+    pub config: shoplake_core::config::Config,
+}
+
+impl PipelineRunner for MaintainRunner {
+    fn run<'a>(
+        &'a self,
+        _trigger: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let m = crate::maintain::MaintainRun {
+                tables: Vec::new(),
+                compact_above: None,
+                vacuum: true,
+                vacuum_retain: None,
+                raw_retention_days: None,
+                today: Utc::now().timestamp().div_euclid(86_400) as i32,
+                dry_run: false,
+            };
+            let r = crate::maintain::run(&self.lake, &self.config, &m).await?;
+            tracing::info!(
+                seconds = r.seconds,
+                compacted = r.tables.iter().map(|t| t.compacted).sum::<u64>(),
+                vacuumed = r.tables.iter().map(|t| t.vacuumed).sum::<u64>(),
+                log_entries_removed = r.tables.iter().map(|t| t.log_entries_removed).sum::<u64>(),
+                raw_partitions_removed = r.raw_partitions_removed.len(),
+                "lake maintenance finished"
+            );
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +524,7 @@ mod tests {
             watch: Some(Span::seconds(30)),
             raw_root: raw.clone(),
             state_dir: dir.path().join("state"),
+            resume: true,
         };
         let task = tokio::spawn(run_schedule(
             opts,

@@ -821,3 +821,99 @@ impl Appender {
         })
     }
 }
+
+/// What [`Lake::maintain`] did to one table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Maintained {
+    /// `zone.name`.
+    pub table: String,
+    /// Data files before.
+    pub files_before: u64,
+    /// Small files compacted away.
+    pub compacted: u64,
+    /// Files the compaction wrote.
+    pub written: u64,
+    /// Unreferenced data files deleted (or that would be, in a dry run).
+    pub vacuumed: u64,
+    /// Delta log entries deleted.
+    pub log_entries_removed: u64,
+}
+
+/// What maintenance does.
+#[derive(Debug, Clone, Copy)]
+pub struct MaintainOptions {
+    /// Compact when the table has more data files than this (`None`: never).
+    pub compact_above: Option<u64>,
+    /// Vacuum files no version of this period uses (`None`: no vacuum).
+    pub vacuum_retain: Option<std::time::Duration>,
+    /// Remove log entries older than this, up to the last checkpoint.
+    pub log_retain: Option<std::time::Duration>,
+    /// Report only.
+    pub dry_run: bool,
+}
+
+impl Lake {
+    /// Compacts, vacuums and trims the log of `t`; a table never written is
+    /// left alone. Safe beside writers: compaction is one commit that Delta
+    /// checks against concurrent appends; vacuum deletes only files no
+    /// version within the retention period uses.
+    pub async fn maintain(&self, t: &Table, opts: &MaintainOptions) -> Result<Maintained> {
+        let mut out = Maintained {
+            table: t.qualified(),
+            ..Default::default()
+        };
+        let Some(mut table) = self.load(t).await? else {
+            return Ok(out);
+        };
+        let err = |e| LakeError::delta(t.qualified(), e);
+        out.files_before = table.snapshot().map_err(err)?.log_data().num_files() as u64;
+        if let Some(above) = opts.compact_above
+            && out.files_before > above
+        {
+            if opts.dry_run {
+                out.compacted = out.files_before;
+            } else {
+                let (t2, metrics) = table
+                    .optimize()
+                    .with_writer_properties(self.writer_properties())
+                    .await
+                    .map_err(err)?;
+                table = t2;
+                out.compacted = metrics.num_files_removed;
+                out.written = metrics.num_files_added;
+            }
+        }
+        if let Some(keep) = opts.vacuum_retain {
+            let (t2, metrics) = table
+                .vacuum()
+                .with_retention_period(
+                    chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7)),
+                )
+                .with_enforce_retention_duration(false)
+                .with_dry_run(opts.dry_run)
+                .await
+                .map_err(err)?;
+            table = t2;
+            out.vacuumed = metrics.files_deleted.len() as u64;
+        }
+        if let Some(keep) = opts.log_retain
+            && !opts.dry_run
+        {
+            let version = table.version().unwrap_or(0);
+            let cutoff = chrono::Utc::now().timestamp_millis() - keep.as_millis() as i64;
+            out.log_entries_removed = deltalake::protocol::checkpoints::cleanup_expired_logs_for(
+                version,
+                table.log_store().as_ref(),
+                cutoff,
+                None,
+            )
+            .await
+            .map_err(err)? as u64;
+        }
+        self.open.lock().expect("unpoisoned").remove(&t.qualified());
+        if out.compacted + out.vacuumed + out.log_entries_removed > 0 {
+            tracing::info!(table = %out.table, compacted = out.compacted, written = out.written, vacuumed = out.vacuumed, log_entries_removed = out.log_entries_removed, dry_run = opts.dry_run, "maintained");
+        }
+        Ok(out)
+    }
+}

@@ -31,6 +31,8 @@ mod error;
 mod lake;
 
 pub use error::{LakeError, Result};
-pub use lake::{Appender, Lake, WriteMode, WriteStats, conform, dates_predicate};
+pub use lake::{
+    Appender, Lake, MaintainOptions, Maintained, WriteMode, WriteStats, conform, dates_predicate,
+};
 
 pub use deltalake;
