@@ -45,6 +45,7 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
                 } else {
                     "cli".into()
                 },
+                faults: None,
             };
             pipeline_run(env, &opts, a.format)
                 .await

@@ -370,3 +370,73 @@ async fn checks_find_a_blank_key_a_bad_quantity_and_a_halved_day() {
         results.iter().filter(|r| r.status == "fail").count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_retried_and_a_stalled_step_times_out() {
+    use shoplake_jobs::pipeline::{Fault, FaultInjector};
+    // two failures, then success: the run goes through on the third attempt
+    let mut fx = Fixture::with(&small_config());
+    fx.cfg.pipeline.retry_backoff_ms = 10;
+    let opts = PipelineOptions {
+        faults: Some(FaultInjector(Arc::new(|step: &str, attempt: u32| {
+            (step == "transactions_etl" && attempt <= 2)
+                .then(|| Fault::Fail(format!("injected failure {attempt}")))
+        }))),
+        ..Default::default()
+    };
+    let summary = fx.run(&opts).await;
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (run_rec, steps) = store.run(&summary.run_id).unwrap().unwrap();
+    assert_eq!(run_rec.status, "succeeded");
+    let tx = steps.iter().find(|s| s.name == "transactions_etl").unwrap();
+    assert_eq!(
+        (tx.status.as_str(), tx.attempts),
+        ("succeeded", 3),
+        "{tx:?}"
+    );
+    let rows = fx
+        .query("SELECT count(*) AS n FROM processed.transactions")
+        .await;
+    assert_eq!(
+        rows.row(0).i64("n"),
+        1500,
+        "the retried commit wrote each row once"
+    );
+
+    // a step that stalls past the timeout on every attempt fails the run
+    let mut fx = Fixture::with(&small_config());
+    fx.cfg.pipeline.retry_backoff_ms = 10;
+    fx.cfg.pipeline.step_timeout_secs = 1;
+    let opts = PipelineOptions {
+        faults: Some(FaultInjector(Arc::new(|step: &str, _| {
+            (step == "curate").then_some(Fault::Stall(std::time::Duration::from_secs(30)))
+        }))),
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let err = run(&fx.lake, &fx.cfg, &opts, &Quiet)
+        .await
+        .expect_err("curate never finishes");
+    assert!(
+        matches!(err, JobError::Timeout(ref s, 1) if s == "curate"),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed().as_secs() < 25,
+        "three 1 s attempts, not a 30 s stall"
+    );
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (run_rec, steps) = store.run("latest").unwrap().unwrap();
+    assert_eq!(run_rec.status, "failed");
+    assert!(run_rec.error.unwrap().contains("timed out"));
+    let curate = steps.iter().find(|s| s.name == "curate").unwrap();
+    assert_eq!(
+        (curate.status.as_str(), curate.attempts),
+        ("failed", 3),
+        "{curate:?}"
+    );
+    let kpis = fx
+        .query("SELECT count(*) AS n FROM curated.daily_kpis")
+        .await;
+    assert_eq!(kpis.row(0).i64("n"), 0, "nothing published");
+}

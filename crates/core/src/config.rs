@@ -234,6 +234,13 @@ pub struct PipelineConfig {
     /// `shoplake serve` also runs it when files arrive in the raw zone,
     /// looking every this many seconds (0: never).
     pub watch_secs: u64,
+    /// A step's attempt running longer than this fails (seconds).
+    pub step_timeout_secs: u64,
+    /// Attempts after the first when a step fails for a passing reason
+    /// (I/O, a storage conflict, a timeout).
+    pub step_retries: u32,
+    /// Wait before the first retry, doubled for each further one (ms).
+    pub retry_backoff_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -243,6 +250,9 @@ impl Default for PipelineConfig {
             threads: 0,
             schedule: "@hourly".into(),
             watch_secs: 30,
+            step_timeout_secs: 3600,
+            step_retries: 2,
+            retry_backoff_ms: 2000,
         }
     }
 }
@@ -629,6 +639,11 @@ impl Config {
         }
         if self.import.max_file_size_mb == 0 {
             return Err(Error::Config("import.max_file_size_mb: must be > 0".into()));
+        }
+        if self.pipeline.step_timeout_secs == 0 {
+            return Err(Error::Config(
+                "pipeline.step_timeout_secs: must be > 0".into(),
+            ));
         }
         if self.pipeline.session_timeout_minutes == 0 {
             return Err(Error::Config(

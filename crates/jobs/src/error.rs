@@ -21,6 +21,12 @@ pub enum JobError {
     /// The operational store (SQLite) failed.
     #[error("operational store: {0}")]
     Store(String),
+    /// A step's attempt ran past `pipeline.step_timeout_secs`.
+    #[error("step {0} timed out after {1} s")]
+    Timeout(String, u64),
+    /// A passing failure (injected by tests, or worth a retry).
+    #[error("{0}")]
+    Transient(String),
     /// Quality checks of severity `error` failed: curated tables kept.
     #[error("quality checks failed: {0}")]
     QualityBlocked(String),
@@ -30,4 +36,19 @@ pub enum JobError {
     /// An invariant broke: a bug.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl JobError {
+    /// Whether a retry may succeed: I/O, storage and timeouts, not bad
+    /// input, failed checks or bugs.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            JobError::Io(..)
+                | JobError::Lake(_)
+                | JobError::Store(_)
+                | JobError::Timeout(..)
+                | JobError::Transient(_)
+        )
+    }
 }

@@ -43,6 +43,77 @@ pub struct PipelineOptions {
     /// What started the run, as recorded in the run history: `cli` (the
     /// default), `schedule`, `files`, `demo`, ...
     pub trigger: String,
+    /// Faults to inject into steps' attempts (tests of retries and timeouts).
+    pub faults: Option<FaultInjector>,
+}
+
+/// A fault injected into one attempt of a step.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The attempt fails with this (passing) error.
+    Fail(String),
+    /// The attempt hangs this long first (to run past the step timeout).
+    Stall(Duration),
+}
+
+/// Decides, per (step, attempt number from 1), whether to inject a fault.
+pub type FaultFn = dyn Fn(&str, u32) -> Option<Fault> + Send + Sync;
+
+/// A shareable [`FaultFn`].
+#[derive(Clone)]
+pub struct FaultInjector(pub std::sync::Arc<FaultFn>);
+
+impl std::fmt::Debug for FaultInjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultInjector")
+    }
+}
+
+/// How a step's attempts are made: each within the step timeout; a passing
+/// failure is retried after a backoff that doubles.
+struct Retry {
+    timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    faults: Option<FaultInjector>,
+}
+
+impl Retry {
+    /// Runs `f` until it succeeds, fails for good, or the retries are
+    /// spent; returns the result and the attempts made. `f` must be
+    /// idempotent (every step commit replaces whole partitions).
+    async fn run<T, F, Fut>(&self, step: &str, mut f: F) -> (Result<T>, u32)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut delay = self.backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let fault = self.faults.as_ref().and_then(|h| (h.0)(step, attempt));
+            let fut = async {
+                match fault {
+                    Some(Fault::Fail(m)) => return Err(JobError::Transient(m)),
+                    Some(Fault::Stall(d)) => tokio::time::sleep(d).await,
+                    None => {}
+                }
+                f().await
+            };
+            let r = match tokio::time::timeout(self.timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(JobError::Timeout(step.to_string(), self.timeout.as_secs())),
+            };
+            match r {
+                Err(e) if e.is_transient() && attempt <= self.retries => {
+                    tracing::warn!(step, attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "step attempt failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                r => return (r, attempt),
+            }
+        }
+    }
 }
 
 /// One step's outcome.
@@ -337,6 +408,13 @@ impl Runner<'_> {
         }
     }
 
+    /// Notes the attempts the step under way took.
+    fn attempts(&mut self, n: u32) {
+        if let Some(rec) = &mut self.current {
+            rec.attempts = rec.attempts.max(n);
+        }
+    }
+
     fn finish(
         &mut self,
         name: &str,
@@ -376,15 +454,16 @@ async fn commit_etl(
     lake: &Lake,
     table: &Table,
     source: Source,
-    out: &mut EtlOutput,
+    out: &EtlOutput,
     dates: &[i32],
     only: Option<(&str, &str)>,
     threads: usize,
 ) -> Result<()> {
-    let batches = std::mem::take(&mut out.batches);
+    // cloned (Arc'd columns), not taken: a retried attempt writes them again
+    let batches = out.batches.clone();
     lake.replace_dates(table, dates, batches, only, threads)
         .await?;
-    let q = std::mem::take(&mut out.quarantine);
+    let q = out.quarantine.clone();
     lake.replace_dates(
         quarantine::table(source),
         dates,
@@ -449,7 +528,7 @@ async fn clickstream_group(
     lake: &Lake,
     cfg: &Config,
     group: &etl::Partitions,
-    out: &mut EtlOutput,
+    out: &EtlOutput,
     threads: usize,
 ) -> Result<u64> {
     let dates: Vec<i32> = group.iter().map(|(d, _)| *d).collect();
@@ -645,6 +724,12 @@ async fn run_steps(
     now_micros: i64,
 ) -> Result<RunSummary> {
     let run_id = r.run_id.clone();
+    let retry = Retry {
+        timeout: Duration::from_secs(cfg.pipeline.step_timeout_secs),
+        retries: cfg.pipeline.step_retries,
+        backoff: Duration::from_millis(cfg.pipeline.retry_backoff_ms),
+        faults: opts.faults.clone(),
+    };
     let threads = match cfg.pipeline.threads {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -876,18 +961,23 @@ async fn run_steps(
 
         let t0 = r.start("transactions_etl");
         let dates = date_list(Source::Transactions);
-        let mut out = join(tx).await?;
+        let out = join(tx).await?;
         if !dates.is_empty() {
-            commit_etl(
-                lake,
-                &schema::TRANSACTIONS,
-                Source::Transactions,
-                &mut out,
-                &dates,
-                Some(("source", "file")),
-                threads,
-            )
-            .await?;
+            let (res, n) = retry
+                .run("transactions_etl", || {
+                    commit_etl(
+                        lake,
+                        &schema::TRANSACTIONS,
+                        Source::Transactions,
+                        &out,
+                        &dates,
+                        Some(("source", "file")),
+                        threads,
+                    )
+                })
+                .await;
+            r.attempts(n);
+            res?;
         }
         r.finish(
             "transactions_etl",
@@ -907,10 +997,17 @@ async fn run_steps(
         let mut totals = EtlOutput::default();
         let mut n_sessions = 0u64;
         for (i, group) in groups.iter().enumerate() {
-            let mut out = join(next.take().expect("spawned")).await?;
+            let out = join(next.take().expect("spawned")).await?;
             // parse the next group while this one is written
             next = parse(i + 1);
-            n_sessions += clickstream_group(&r.engine, lake, cfg, group, &mut out, threads).await?;
+            let engine = &r.engine;
+            let (res, n) = retry
+                .run("clickstream_sessions", || {
+                    clickstream_group(engine, lake, cfg, group, &out, threads)
+                })
+                .await;
+            r.attempts(n);
+            n_sessions += res?;
             totals.rows_in += out.rows_in;
             totals.rows_out += out.rows_out;
             totals.rejected += out.rejected;
@@ -942,18 +1039,23 @@ async fn run_steps(
 
         let t0 = r.start("reviews_etl");
         let dates = date_list(Source::Reviews);
-        let mut out = join(rv).await?;
+        let out = join(rv).await?;
         if !dates.is_empty() {
-            commit_etl(
-                lake,
-                &schema::REVIEWS,
-                Source::Reviews,
-                &mut out,
-                &dates,
-                None,
-                threads,
-            )
-            .await?;
+            let (res, n) = retry
+                .run("reviews_etl", || {
+                    commit_etl(
+                        lake,
+                        &schema::REVIEWS,
+                        Source::Reviews,
+                        &out,
+                        &dates,
+                        None,
+                        threads,
+                    )
+                })
+                .await;
+            r.attempts(n);
+            res?;
         }
         r.finish(
             "reviews_etl",
@@ -1027,14 +1129,20 @@ async fn run_steps(
         let mut built = Vec::new();
         // models of one stage are independent: build them side by side
         for stage in curate::STAGES {
-            let results = futures::future::join_all(
-                stage
-                    .iter()
-                    .map(|m| curate::build(lake, &r.engine, m, &curate_dates, threads)),
-            )
-            .await;
-            for (m, n) in stage.iter().zip(results) {
-                let n = n?;
+            let engine = &r.engine;
+            let (res, n) = retry
+                .run("curate", || async {
+                    let results = futures::future::join_all(
+                        stage
+                            .iter()
+                            .map(|m| curate::build(lake, engine, m, &curate_dates, threads)),
+                    )
+                    .await;
+                    results.into_iter().collect::<Result<Vec<u64>>>()
+                })
+                .await;
+            r.attempts(n);
+            for (m, n) in stage.iter().zip(res?) {
                 rows += n;
                 built.push(format!("{} {n}", m.table.name));
             }
