@@ -368,7 +368,7 @@ pub struct QualityConfig {
     pub anomaly_window_days: u32,
     /// Robust z-score (|x − median| / (1.4826 × MAD)) past which a day is an anomaly.
     pub anomaly_threshold: f64,
-    /// ... and only when it is also this far from the median (0.3: 30 %).
+    /// ... and only when it is also this far off, as a ratio (0.4: ×1.4 or ÷1.4).
     pub anomaly_min_change: f64,
     /// Declared checks (`[[quality.checks]]`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -383,7 +383,7 @@ impl Default for QualityConfig {
             disable: Vec::new(),
             anomaly_window_days: 28,
             anomaly_threshold: 3.5,
-            anomaly_min_change: 0.3,
+            anomaly_min_change: 0.4,
             checks: Vec::new(),
         }
     }

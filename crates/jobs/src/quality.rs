@@ -289,10 +289,13 @@ pub fn builtin_checks() -> Vec<CheckConfig> {
                 columns: cols(&["event_id", "event_type"]),
             },
         ),
+        // ids of file events are made from the file and line, unique by
+        // construction; the collector's are the client's, deduplicated
+        // within a window: check those
         builtin(
             ev,
             Error,
-            None,
+            Some("protocol <> 'file'"),
             Unique {
                 columns: cols(&["event_id"]),
                 whole_table: false,
@@ -578,9 +581,47 @@ pub async fn run_checks(
             seconds: 0.0,
         });
     }
-    // the checks of one table are independent: run them side by side
+    // row-level checks of one table (and filter) share one scan; the others
+    // run on their own; all side by side
     let todo: Vec<&Check> = checks.iter().filter(|c| in_scope(&c.table)).collect();
-    let results = futures::future::join_all(todo.iter().map(|c| async {
+    let mut groups: BTreeMap<(String, Option<String>), Vec<&Check>> = BTreeMap::new();
+    let mut single: Vec<&Check> = Vec::new();
+    for c in todo {
+        let exists = lake.table_dir(c.table()).join("_delta_log").exists();
+        if exists && row_predicate(c).is_some() {
+            groups
+                .entry((c.table.clone(), c.filter.clone()))
+                .or_default()
+                .push(c);
+        } else {
+            single.push(c);
+        }
+    }
+    let grouped = futures::future::join_all(groups.values().map(|g| async move {
+        let t0 = std::time::Instant::now();
+        let conds = conditions(g[0], scope);
+        let mut rs = match row_group(engine, &g[0].table, &conds, g, scope).await {
+            Ok(rs) => rs,
+            Err(e) => g
+                .iter()
+                .map(|c| {
+                    base(
+                        c,
+                        scope,
+                        "error",
+                        0,
+                        format!("the check could not run: {e}"),
+                    )
+                })
+                .collect(),
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        for r in &mut rs {
+            r.seconds = secs;
+        }
+        rs
+    }));
+    let singles = futures::future::join_all(single.iter().map(|c| async {
         let t0 = std::time::Instant::now();
         let mut r = match run_one(lake, engine, cfg, c, scope).await {
             Ok(r) => r,
@@ -594,9 +635,10 @@ pub async fn run_checks(
         };
         r.seconds = t0.elapsed().as_secs_f64();
         r
-    }))
-    .await;
+    }));
+    let (results, grouped) = futures::join!(singles, grouped);
     out.extend(results);
+    out.extend(grouped.into_iter().flatten());
     Ok(out)
 }
 
@@ -724,6 +766,154 @@ async fn row_rule(
     Ok(r)
 }
 
+/// The condition a row breaking a row-level rule meets and the expression
+/// sampled from such rows; `None` for other rules (or a range without bounds).
+fn row_predicate(c: &Check) -> Option<(String, String)> {
+    let t = c.table();
+    match &c.rule {
+        CheckRule::NotNull { columns } => {
+            let bad: Vec<String> = columns
+                .iter()
+                .map(|col| {
+                    let text = t
+                        .columns
+                        .iter()
+                        .any(|x| x.name == col && x.ty == ColType::Text);
+                    if text {
+                        format!("({0} IS NULL OR trim({0}) = '')", ident(col))
+                    } else {
+                        format!("{} IS NULL", ident(col))
+                    }
+                })
+                .collect();
+            // the sample names the first column found empty
+            let which = format!(
+                "CASE {} END",
+                columns
+                    .iter()
+                    .zip(&bad)
+                    .map(|(col, b)| format!("WHEN {b} THEN {}", quote(col)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            Some((format!("({})", bad.join(" OR ")), which))
+        }
+        CheckRule::AcceptedValues { column, values } => {
+            let list = values
+                .iter()
+                .map(|v| quote(v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Some((
+                format!("({0} IS NOT NULL AND {0} NOT IN ({list}))", ident(column)),
+                ident(column),
+            ))
+        }
+        CheckRule::Range {
+            column,
+            min,
+            max,
+            exclusive,
+        } => {
+            let v = format!("CAST({} AS DOUBLE)", ident(column));
+            let mut bad = Vec::new();
+            if let Some(m) = min {
+                bad.push(format!("{v} {} {m:?}", if *exclusive { "<=" } else { "<" }));
+            }
+            if let Some(m) = max {
+                bad.push(format!("{v} {} {m:?}", if *exclusive { ">=" } else { ">" }));
+            }
+            (!bad.is_empty()).then(|| (format!("({})", bad.join(" OR ")), ident(column)))
+        }
+        _ => None,
+    }
+}
+
+/// Runs row-level checks of one table and scope in a single scan: per
+/// check, the rows breaking it and the least and greatest offending value.
+async fn row_group(
+    engine: &QueryEngine,
+    from: &str,
+    conds: &[String],
+    checks: &[&Check],
+    scope: &Scope,
+) -> Result<Vec<CheckResult>> {
+    let mut cols = Vec::new();
+    let mut preds = Vec::new();
+    for c in checks {
+        let Some((bad, sample)) = row_predicate(c) else {
+            preds.push(None);
+            continue;
+        };
+        cols.push(format!("count(*) FILTER (WHERE {bad})"));
+        cols.push(format!(
+            "min(CAST({sample} AS VARCHAR)) FILTER (WHERE {bad})"
+        ));
+        cols.push(format!(
+            "max(CAST({sample} AS VARCHAR)) FILTER (WHERE {bad})"
+        ));
+        preds.push(Some(cols.len() - 3));
+    }
+    let batches = if cols.is_empty() {
+        Vec::new()
+    } else {
+        engine
+            .run_internal(&format!(
+                "SELECT {} FROM {from}{}",
+                cols.join(", "),
+                where_sql(conds)
+            ))
+            .await?
+    };
+    let mut out = Vec::with_capacity(checks.len());
+    for (c, at) in checks.iter().zip(preds) {
+        let Some(i) = at else {
+            out.push(base(c, scope, "skipped", 0, "no bound set".into()));
+            continue;
+        };
+        let failing = scalar_i64(&batches, i)?.unwrap_or(0).max(0) as u64;
+        let samples: std::collections::BTreeSet<String> =
+            [scalar_str(&batches, i + 1)?, scalar_str(&batches, i + 2)?]
+                .into_iter()
+                .flatten()
+                .collect();
+        let mut r = if failing == 0 {
+            base(
+                c,
+                scope,
+                "pass",
+                0,
+                format!("no row breaks: {}", c.describe()),
+            )
+        } else {
+            base(
+                c,
+                scope,
+                "fail",
+                failing,
+                format!(
+                    "{failing} row{} of {} break{}: {}",
+                    if failing == 1 { "" } else { "s" },
+                    c.table,
+                    if failing == 1 { "s" } else { "" },
+                    c.describe()
+                ),
+            )
+        };
+        r.observed = Some(failing as f64);
+        if failing > 0 && !samples.is_empty() {
+            let s = samples.into_iter().collect::<Vec<_>>().join(", ");
+            r.sample = Some(if c.kind() == "not_null" {
+                format!("empty: {s}")
+            } else {
+                s
+            });
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
 async fn run_one(
     lake: &Lake,
     engine: &QueryEngine,
@@ -764,69 +954,11 @@ async fn run_one(
             r.observed = Some(n as f64);
             Ok(r)
         }
-        CheckRule::NotNull { columns } => {
-            let bad: Vec<String> = columns
-                .iter()
-                .map(|col| {
-                    let text = t
-                        .columns
-                        .iter()
-                        .any(|x| x.name == col && x.ty == ColType::Text);
-                    if text {
-                        format!("{0} IS NULL OR trim({0}) = ''", ident(col))
-                    } else {
-                        format!("{} IS NULL", ident(col))
-                    }
-                })
-                .collect();
-            conds.push(format!("({})", bad.join(" OR ")));
-            // the sample names the first column found empty
-            let which = format!(
-                "CASE {} END",
-                columns
-                    .iter()
-                    .zip(&bad)
-                    .map(|(col, b)| format!("WHEN {b} THEN {}", quote(col)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            let mut r = row_rule(engine, c, scope, &which, &from, conds).await?;
-            if let Some(s) = r.sample.take() {
-                r.sample = Some(format!("empty: {s}"));
-            }
-            Ok(r)
-        }
-        CheckRule::AcceptedValues { column, values } => {
-            let list = values
-                .iter()
-                .map(|v| quote(v))
-                .collect::<Vec<_>>()
-                .join(", ");
-            conds.push(format!(
-                "{0} IS NOT NULL AND {0} NOT IN ({list})",
-                ident(column)
-            ));
-            row_rule(engine, c, scope, &ident(column), &from, conds).await
-        }
-        CheckRule::Range {
-            column,
-            min,
-            max,
-            exclusive,
-        } => {
-            let v = format!("CAST({} AS DOUBLE)", ident(column));
-            let mut bad = Vec::new();
-            if let Some(m) = min {
-                bad.push(format!("{v} {} {m:?}", if *exclusive { "<=" } else { "<" }));
-            }
-            if let Some(m) = max {
-                bad.push(format!("{v} {} {m:?}", if *exclusive { ">=" } else { ">" }));
-            }
-            if bad.is_empty() {
-                return Ok(base(c, scope, "skipped", 0, "no bound set".into()));
-            }
-            conds.push(format!("({})", bad.join(" OR ")));
-            row_rule(engine, c, scope, &ident(column), &from, conds).await
+        CheckRule::NotNull { .. } | CheckRule::AcceptedValues { .. } | CheckRule::Range { .. } => {
+            // row-level rules run in one scan per table (see `row_group`)
+            row_group(engine, &from, &conds, &[c], scope)
+                .await
+                .map(|mut v| v.remove(0))
         }
         CheckRule::References { column, to } => {
             let (table, col) = to.rsplit_once('.').expect("validated");
