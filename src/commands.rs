@@ -1061,7 +1061,10 @@ fn spawn_scheduler(
     let opts = ScheduleOptions {
         cron,
         watch,
-        raw_root: lake.root().join("raw"),
+        raw_dirs: shoplake_core::sources::Source::ALL
+            .iter()
+            .map(|s| lake.raw_dir(*s))
+            .collect(),
         state_dir: lake.state_dir(),
         resume: true,
     };

@@ -247,8 +247,9 @@ pub struct ScheduleOptions {
     pub cron: Option<Cron>,
     /// How often the raw zone is looked at for new files; None: never.
     pub watch: Option<Span>,
-    /// The raw zone's folder.
-    pub raw_root: std::path::PathBuf,
+    /// The raw zone's folders of batch files (not `raw.events`, which the
+    /// collector writes every second).
+    pub raw_dirs: Vec<std::path::PathBuf>,
     /// The state folder (run history: an interrupted run is resumed at start).
     pub state_dir: std::path::PathBuf,
     /// Whether a run the last process left unfinished is redone at start.
@@ -265,8 +266,8 @@ pub struct Progress {
     pub runs: Vec<String>,
 }
 
-/// A fingerprint of every file in the raw zone (names, sizes, times).
-pub fn raw_fingerprint(root: &std::path::Path) -> String {
+/// A fingerprint of every file under `dirs` (names, sizes, times).
+pub fn raw_fingerprint(dirs: &[std::path::PathBuf]) -> String {
     fn walk(dir: &std::path::Path, h: &mut blake3::Hasher) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
@@ -295,7 +296,9 @@ pub fn raw_fingerprint(root: &std::path::Path) -> String {
         }
     }
     let mut h = blake3::Hasher::new();
-    walk(root, &mut h);
+    for d in dirs {
+        walk(d, &mut h);
+    }
     h.finalize().to_hex()[..32].to_string()
 }
 
@@ -342,8 +345,8 @@ pub async fn run_schedule(
             next_cron = opts.cron.as_ref().and_then(|c| c.next_after(now));
         }
         if opts.watch.is_some() {
-            let root = opts.raw_root.clone();
-            let fp = tokio::task::spawn_blocking(move || raw_fingerprint(&root))
+            let dirs = opts.raw_dirs.clone();
+            let fp = tokio::task::spawn_blocking(move || raw_fingerprint(&dirs))
                 .await
                 .unwrap_or_default();
             if seen.as_ref() != Some(&fp) {
@@ -361,8 +364,8 @@ pub async fn run_schedule(
             }
             if opts.watch.is_some() {
                 // what the run itself saw is not new
-                let root = opts.raw_root.clone();
-                seen = tokio::task::spawn_blocking(move || raw_fingerprint(&root))
+                let dirs = opts.raw_dirs.clone();
+                seen = tokio::task::spawn_blocking(move || raw_fingerprint(&dirs))
                     .await
                     .ok();
             }
@@ -522,7 +525,7 @@ mod tests {
         let opts = ScheduleOptions {
             cron: Some("@hourly".parse().unwrap()),
             watch: Some(Span::seconds(30)),
-            raw_root: raw.clone(),
+            raw_dirs: vec![raw.join("transactions")],
             state_dir: dir.path().join("state"),
             resume: true,
         };
@@ -565,10 +568,13 @@ mod tests {
         );
         assert_eq!(step("2026-01-01T11:00:30Z").await, ["files", "schedule"]);
         std::fs::write(part.join(".b.csv.tmp"), "partial").unwrap();
+        // the collector's commits to raw.events are not batch files
+        std::fs::create_dir_all(raw.join("events")).unwrap();
+        std::fs::write(raw.join("events").join("part-0.parquet"), "x").unwrap();
         assert_eq!(
             step("2026-01-01T11:01:00Z").await,
             ["files", "schedule"],
-            "a temporary file is no arrival"
+            "neither a temporary file nor raw.events is an arrival"
         );
         std::fs::write(part.join("b.csv"), "y").unwrap();
         assert_eq!(
