@@ -141,9 +141,16 @@ def main():
          f"Events committed to the lake by the sink: {committed:,.0f}; lake size {lake_mb:,.0f} MiB.", ""]
     path = os.path.join(ROOT, "BENCHMARKS.md")
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    # bench/quality's section comes last: keep it
+    qmark = "<!-- quality: written by bench/quality -->"
+    quality = old[old.index(qmark):] if qmark in old else ""
+    old = old.replace(quality, "")
     if MARK in old:
         old = old[:old.index(MARK)]
-    open(path, "w").write(old.rstrip("\n") + "\n\n" + "\n".join(L))
+    new = old.rstrip("\n") + "\n\n" + "\n".join(L)
+    if quality:
+        new = new.rstrip("\n") + "\n\n" + quality
+    open(path, "w").write(new)
     print(json.dumps(res, indent=2))
 
 
