@@ -310,11 +310,11 @@ pub enum QualityCommand {
         /// Only this table (zone.name); repeatable.
         #[arg(long = "table", value_name = "TABLE")]
         tables: Vec<String>,
-        /// First date of partitioned tables to check.
-        #[arg(long, value_name = "DATE")]
+        /// First date of partitioned tables to check (with --to).
+        #[arg(long, value_name = "DATE", requires = "to")]
         from: Option<String>,
-        /// Last date of partitioned tables to check.
-        #[arg(long, value_name = "DATE")]
+        /// Last date of partitioned tables to check (with --from).
+        #[arg(long, value_name = "DATE", requires = "from")]
         to: Option<String>,
         /// Output format (json: the full report).
         #[arg(long, value_enum, default_value_t)]

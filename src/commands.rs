@@ -512,17 +512,11 @@ async fn quality_check(
     // --from/--to narrow partitioned tables to those dates
     let dates = match (from, to) {
         (None, None) => None,
-        (a, b) => {
-            let (a, b) = (
-                a.unwrap_or(b.unwrap_or(0) - 36_500),
-                b.unwrap_or(a.unwrap_or(0) + 36_500),
-            );
-            if a > b {
-                bail!("--from is after --to");
-            }
-            Some((a..=b).collect())
-        }
+        (Some(a), Some(b)) if a <= b => Some((a..=b).collect()),
+        (Some(_), Some(_)) => bail!("--from is after --to"),
+        _ => bail!("--from and --to go together (or neither, for whole tables)"),
     };
+
     let scope = quality::Scope {
         dates,
         tables: names,
