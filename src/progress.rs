@@ -1,15 +1,18 @@
 //! Progress on a terminal (indicatif); nothing in pipes and CI.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use shoplake_jobs::pipeline::{Observer, StepReport, fmt_secs};
 
-/// Draws one spinner per pipeline step.
+/// Draws a spinner per pipeline step under way (independent steps run side
+/// by side) and a line per finished step.
 pub struct StepSpinner {
     enabled: bool,
-    bar: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl StepSpinner {
@@ -17,7 +20,8 @@ impl StepSpinner {
     pub fn new(enabled: bool) -> Self {
         StepSpinner {
             enabled,
-            bar: Mutex::new(None),
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -28,19 +32,26 @@ impl Observer for StepSpinner {
         if !self.enabled {
             return;
         }
-        let bar = ProgressBar::new_spinner();
+        let bar = self.multi.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
         );
         bar.set_message(name.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
-        *self.bar.lock().expect("unpoisoned") = Some(bar);
+        self.bars
+            .lock()
+            .expect("unpoisoned")
+            .insert(name.to_string(), bar);
     }
 
     fn step_finished(&self, r: &StepReport) {
-        if let Some(bar) = self.bar.lock().expect("unpoisoned").take() {
+        if let Some(bar) = self.bars.lock().expect("unpoisoned").remove(&r.name) {
             bar.finish_and_clear();
-            eprintln!("✓ {:<22} {:>8}  {}", r.name, fmt_secs(r.seconds), r.detail);
+            self.multi.remove(&bar);
+            let line = format!("✓ {:<22} {:>8}  {}", r.name, fmt_secs(r.seconds), r.detail);
+            if self.multi.println(&line).is_err() {
+                eprintln!("{line}");
+            }
         } else {
             // no terminal: the step goes to the log (JSON with --log-format json)
             tracing::info!(step = %r.name, rows_in = r.rows_in, rows_out = r.rows_out, quarantined = r.rejected, seconds = r.seconds, detail = %r.detail, "step finished");

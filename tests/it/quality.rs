@@ -440,3 +440,282 @@ async fn failed_attempts_are_retried_and_a_stalled_step_times_out() {
         .await;
     assert_eq!(kpis.row(0).i64("n"), 0, "nothing published");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_columns_evolve_the_table_and_a_file_missing_one_is_quarantined_and_alerted() {
+    let mut fx = Fixture::with(&small_config());
+    let (url, mut hooks) = webhook().await;
+    fx.cfg.alerts.webhooks.push(WebhookConfig {
+        url,
+        format: WebhookFormat::Json,
+        min_severity: Severity::Warn,
+    });
+    fx.run(&PipelineOptions::default()).await;
+    drain(&mut hooks);
+    let total = fx
+        .query("SELECT count(*) AS n FROM processed.transactions")
+        .await
+        .row(0)
+        .i64("n");
+
+    // the shop's export gains two columns on the last day; another file of
+    // that day lacks `price`
+    let known = fx
+        .query("SELECT customer_id, product_id FROM processed.transactions LIMIT 1")
+        .await;
+    let (cust, prod) = (
+        known.row(0).str("customer_id"),
+        known.row(0).str("product_id"),
+    );
+    let last = crate::common::day(crate::common::START) + crate::common::DAYS as i32 - 1;
+    let dir = fx
+        .raw_root()
+        .join("transactions")
+        .join(format!("date={}", ymd(last)));
+    std::fs::write(
+        dir.join("coupons.csv"),
+        format!(
+            "transaction_id,customer_id,product_id,quantity,price,total_amount,transaction_date,status,Coupon Code,gift wrap,source\n\
+             T-EVOLVED-1,{cust},{prod},1,10.00,10.00,{d},completed,SPRING10,yes,web\n\
+             T-EVOLVED-2,{cust},{prod},2,5.00,10.00,{d},completed,,no,web\n",
+            d = ymd(last)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.csv"),
+        format!(
+            "transaction_id,customer_id,product_id,quantity,total_amount,transaction_date,status\n\
+             T-BROKEN-1,{cust},{prod},1,10.00,{d},completed\n",
+            d = ymd(last)
+        ),
+    )
+    .unwrap();
+    let summary = fx.run(&PipelineOptions::default()).await;
+    let cols = find(&summary.quality, "processed.transactions", "new_columns");
+    assert_eq!(
+        (cols.status.as_str(), cols.failing),
+        ("fail", 2),
+        "{cols:?}"
+    );
+    assert!(
+        cols.message
+            .contains("coupon_code (first in raw/transactions/")
+            && cols.message.contains("gift_wrap"),
+        "{}",
+        cols.message
+    );
+    let ignored = find(&summary.quality, "raw.transactions", "ignored_fields");
+    assert_eq!(
+        (ignored.status.as_str(), ignored.failing),
+        ("fail", 1),
+        "{ignored:?}"
+    );
+    assert!(
+        ignored.message.contains("\"source\""),
+        "{}",
+        ignored.message
+    );
+    let files = find(&summary.quality, "raw.transactions", "file_schema");
+    assert_eq!(
+        (files.status.as_str(), files.failing),
+        ("fail", 1),
+        "{files:?}"
+    );
+    assert!(
+        files.message.contains("broken.csv") && files.message.contains("price"),
+        "{}",
+        files.message
+    );
+    assert!(
+        !cols.blocks() && !files.blocks(),
+        "drift warns, it does not block"
+    );
+    let tx = summary
+        .steps
+        .iter()
+        .find(|s| s.name == "transactions_etl")
+        .unwrap();
+    assert!(
+        tx.detail.contains("new columns: coupon_code, gift_wrap"),
+        "{}",
+        tx.detail
+    );
+
+    // the new columns hold the values; every older row reads null
+    let rows = fx
+        .query(
+            "SELECT transaction_id, coupon_code, gift_wrap, source FROM processed.transactions \
+             WHERE gift_wrap IS NOT NULL ORDER BY transaction_id",
+        )
+        .await;
+    assert_eq!(rows.len(), 2, "{}", rows.dump(10));
+    assert_eq!(rows.row(0).opt_str("coupon_code"), Some("SPRING10"));
+    assert_eq!(
+        rows.row(1).opt_str("coupon_code"),
+        None,
+        "an empty field is null"
+    );
+    assert_eq!(rows.row(1).opt_str("gift_wrap"), Some("no"));
+    assert_eq!(
+        rows.row(0).str("source"),
+        "file",
+        "a raw field never overwrites a column the pipeline derives"
+    );
+    let n = fx
+        .query("SELECT count(*) AS n FROM processed.transactions WHERE gift_wrap IS NULL")
+        .await
+        .row(0)
+        .i64("n");
+    assert_eq!(n, total, "older rows read the new columns as null");
+    let q = fx
+        .query(
+            "SELECT line, reason FROM quarantine.transactions WHERE source_file LIKE '%broken.csv'",
+        )
+        .await;
+    assert_eq!(q.len(), 1, "{}", q.dump(10));
+    assert_eq!(q.row(0).i64("line"), 0, "the whole file is refused");
+    assert!(q.row(0).str("reason").contains("price"), "{}", q.dump(10));
+    assert!(
+        fx.lake.outdated_tables().await.unwrap().is_empty(),
+        "an evolved table is not mistaken for one of another layout"
+    );
+    let sent = drain(&mut hooks);
+    for key in [
+        "quality:processed.transactions:new_columns",
+        "quality:raw.transactions:file_schema",
+        "quality:raw.transactions:ignored_fields",
+    ] {
+        assert!(sent.contains(&("firing".into(), key.into())), "{sent:?}");
+    }
+
+    // a later file without the new columns, for another day: its rows read
+    // null there; the conditions clear
+    std::fs::remove_file(dir.join("broken.csv")).unwrap();
+    let first = crate::common::day(crate::common::START);
+    let dir0 = fx
+        .raw_root()
+        .join("transactions")
+        .join(format!("date={}", ymd(first)));
+    std::fs::write(
+        dir0.join("late.csv"),
+        format!(
+            "transaction_id,customer_id,product_id,quantity,price,total_amount,transaction_date,status\n\
+             T-LATE-1,{cust},{prod},1,10.00,10.00,{d},completed\n",
+            d = ymd(first)
+        ),
+    )
+    .unwrap();
+    let summary = fx.run(&PipelineOptions::default()).await;
+    let cols = find(&summary.quality, "processed.transactions", "new_columns");
+    assert_eq!(cols.status, "pass", "{cols:?}");
+    let late = fx
+        .query("SELECT coupon_code FROM processed.transactions WHERE transaction_id = 'T-LATE-1'")
+        .await;
+    assert_eq!(late.len(), 1);
+    assert_eq!(late.row(0).opt_str("coupon_code"), None);
+    let kept = fx
+        .query("SELECT count(*) AS n FROM processed.transactions WHERE coupon_code = 'SPRING10'")
+        .await;
+    assert_eq!(kept.row(0).i64("n"), 1, "the last day keeps its values");
+    let sent = drain(&mut hooks);
+    for key in [
+        "quality:processed.transactions:new_columns",
+        "quality:raw.transactions:file_schema",
+    ] {
+        assert!(sent.contains(&("resolved".into(), key.into())), "{sent:?}");
+    }
+    assert!(
+        sent.iter().all(|(_, k)| !k.ends_with("ignored_fields")),
+        "`source` is still dropped: no new alert, no resolution: {sent:?}"
+    );
+}
+
+/// Records the order steps start and finish in.
+#[derive(Default)]
+struct Order(std::sync::Mutex<Vec<String>>);
+
+impl shoplake_jobs::pipeline::Observer for Order {
+    fn step_started(&self, name: &str) {
+        self.0.lock().unwrap().push(format!("start {name}"));
+    }
+    fn step_finished(&self, r: &shoplake_jobs::pipeline::StepReport) {
+        self.0.lock().unwrap().push(format!("end {}", r.name));
+    }
+}
+
+impl Order {
+    fn at(&self, what: &str) -> usize {
+        let v = self.0.lock().unwrap();
+        v.iter()
+            .position(|e| e == what)
+            .unwrap_or_else(|| panic!("no {what:?} in {v:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_steps_run_side_by_side_and_a_failed_one_stops_only_its_dependants() {
+    use shoplake_jobs::pipeline::{Fault, FaultInjector};
+    // transactions_etl is slow: the other ETL steps finish meanwhile
+    let mut fx1 = Fixture::with(&small_config());
+    fx1.cfg.pipeline.retry_backoff_ms = 10;
+    let opts = PipelineOptions {
+        faults: Some(FaultInjector(Arc::new(|step: &str, attempt: u32| {
+            (step == "transactions_etl" && attempt == 1)
+                .then_some(Fault::Stall(std::time::Duration::from_secs(3)))
+        }))),
+        ..Default::default()
+    };
+    let order = Order::default();
+    run(&fx1.lake, &fx1.cfg, &opts, &order).await.unwrap();
+    for step in ["reviews_etl", "clickstream_sessions", "product_enrichment"] {
+        assert!(
+            order.at(&format!("end {step}")) < order.at("end transactions_etl"),
+            "{step} waited for transactions_etl: {:?}",
+            order.0.lock().unwrap()
+        );
+    }
+    assert!(order.at("end transactions_etl") < order.at("start quality"));
+    assert!(order.at("end quality") < order.at("start curate"));
+
+    // reviews_etl fails on every attempt: the other ETL steps finish, the
+    // steps after them do not run
+    let mut fx = Fixture::with(&small_config());
+    fx.cfg.pipeline.retry_backoff_ms = 10;
+    let opts = PipelineOptions {
+        faults: Some(FaultInjector(Arc::new(|step: &str, attempt: u32| {
+            (step == "reviews_etl").then(|| Fault::Fail(format!("injected failure {attempt}")))
+        }))),
+        ..Default::default()
+    };
+    let err = run(&fx.lake, &fx.cfg, &opts, &Quiet)
+        .await
+        .expect_err("reviews_etl never succeeds");
+    assert!(err.to_string().contains("injected failure 3"), "{err}");
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (run_rec, steps) = store.run("latest").unwrap().unwrap();
+    assert_eq!(run_rec.status, "failed");
+    let status = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| (s.status.clone(), s.attempts))
+            .unwrap_or_else(|| panic!("no step {name}: {steps:?}"))
+    };
+    assert_eq!(status("reviews_etl"), ("failed".into(), 3));
+    assert_eq!(status("transactions_etl").0, "succeeded");
+    assert_eq!(status("clickstream_sessions").0, "succeeded");
+    assert_eq!(status("quality").0, "skipped");
+    assert_eq!(status("curate").0, "skipped");
+    let kpis = fx
+        .query("SELECT count(*) AS n FROM curated.daily_kpis")
+        .await;
+    assert_eq!(kpis.row(0).i64("n"), 0, "nothing published");
+    // the next run, without the fault, does the whole job
+    let summary = fx.run(&PipelineOptions::default()).await;
+    assert!(summary.dates.len() > 1, "{:?}", summary.dates);
+    let count = "SELECT count(*) AS n FROM processed.reviews";
+    let reviews = fx.query(count).await.row(0).i64("n");
+    assert!(reviews > 0);
+    assert_eq!(reviews, fx1.query(count).await.row(0).i64("n"));
+}

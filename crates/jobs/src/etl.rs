@@ -6,14 +6,15 @@
 //! rejected too (`shoplake import` routes rows by date; a hand-copied file may
 //! not), so each processed partition is rebuilt from exactly one raw folder.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
-    ArrayRef, BooleanArray, BooleanBuilder, Date32Builder, Decimal128Builder, Int32Builder,
-    RecordBatch, StringBuilder,
+    ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Date32Builder, Decimal128Builder,
+    Int32Builder, RecordBatch, StringBuilder,
 };
 use arrow::compute::filter_record_batch;
 use shoplake_core::Rejection;
@@ -22,7 +23,7 @@ use shoplake_core::event::{
     product_from_path, split_url,
 };
 use shoplake_core::schema;
-use shoplake_core::sources::{self, Format, Record, Source, push_json_str};
+use shoplake_core::sources::{self, Format, Record, Source, Val, push_json_str};
 use shoplake_core::time::{self, MICROS_PER_DAY};
 use shoplake_lake::catalog::RawFile;
 use shoplake_lake::files;
@@ -65,10 +66,29 @@ pub struct EtlOutput {
     pub duplicates: u64,
     /// Files read.
     pub files: u64,
+    /// Fields the files carry beyond their source's columns, as the table
+    /// columns they become (see [`column_name`]) → the first file that had
+    /// each. The batches hold them after the declared columns; the table
+    /// must be evolved to hold them ([`shoplake_lake::Lake::evolve`]).
+    /// Clickstream keeps such fields in `properties` instead.
+    pub new_columns: BTreeMap<String, String>,
+    /// Extra fields that cannot become columns (their name is one the table
+    /// derives itself, or has no letters) → the first file that had each.
+    pub ignored_fields: BTreeMap<String, String>,
+    /// Files refused whole (a required column missing, unreadable): (file,
+    /// why). Each is one quarantine row too.
+    pub refused: Vec<(String, String)>,
 }
 
 impl EtlOutput {
     fn absorb(&mut self, other: EtlOutput) {
+        for (k, v) in other.new_columns {
+            self.new_columns.entry(k).or_insert(v);
+        }
+        for (k, v) in other.ignored_fields {
+            self.ignored_fields.entry(k).or_insert(v);
+        }
+        self.refused.extend(other.refused);
         self.batches.extend(other.batches);
         self.quarantine.extend(other.quarantine);
         self.rows_in += other.rows_in;
@@ -92,24 +112,26 @@ fn rel_path(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
 }
 
-/// Reads and checks one file; a file refused whole becomes one quarantine row.
+/// Reads and checks one file; a file refused whole becomes one quarantine
+/// row and an entry of `out.refused`.
 fn load(
     ctx: &EtlContext,
     f: &RawFile,
     date: i32,
-    q: &mut Vec<RecordBatch>,
+    out: &mut EtlOutput,
 ) -> Result<Option<LoadedFile>> {
     let rel = rel_path(&ctx.lake_root, &f.path);
     let bytes = std::fs::read(&f.path).map_err(|e| JobError::Io(f.path.clone(), e))?;
-    let refuse = |why: String, hash: String, q: &mut Vec<RecordBatch>| {
+    let refuse = |why: String, hash: String, out: &mut EtlOutput| {
         let mut b = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &rel, hash);
         b.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
-        q.push(b.finish());
+        out.quarantine.push(b.finish());
+        out.refused.push((rel.clone(), why));
     };
     let bytes = match files::decompress(bytes, ctx.max_file_bytes) {
         Ok(b) => b,
         Err(e) => {
-            refuse(e, String::new(), q);
+            refuse(e, String::new(), out);
             return Ok(None);
         }
     };
@@ -117,7 +139,7 @@ fn load(
     let (text, format) = match files::into_text(&f.path, bytes) {
         Ok(t) => t,
         Err(e) => {
-            refuse(e, hash, q);
+            refuse(e, hash, out);
             return Ok(None);
         }
     };
@@ -128,6 +150,141 @@ fn load(
         format,
         modified_micros: f.modified_ms * 1000,
     }))
+}
+
+/// The column an extra field becomes: lowercase ASCII, runs of anything
+/// but letters and digits as one `_` (`"Coupon Code"` → `coupon_code`), a
+/// leading digit prefixed with `c_`, at most 64 bytes. `None` when nothing
+/// is left.
+pub fn column_name(field: &str) -> Option<String> {
+    let mut s = String::with_capacity(field.len());
+    for ch in field.trim().chars() {
+        if ch.is_ascii_alphanumeric() {
+            s.push(ch.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('_') {
+            s.push('_');
+        }
+    }
+    while s.ends_with('_') {
+        s.pop();
+    }
+    if s.is_empty() {
+        return None;
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert_str(0, "c_");
+    }
+    s.truncate(64);
+    while s.ends_with('_') {
+        s.pop();
+    }
+    Some(s)
+}
+
+/// The values of fields a source's files carry beyond the source's own
+/// columns: one nullable text column per field, aligned with the rows kept.
+struct Extras {
+    table: &'static schema::Table,
+    cols: Vec<(String, StringBuilder)>,
+    /// field as received → its column (`None`: ignored).
+    index: HashMap<String, Option<usize>>,
+    rows: usize,
+}
+
+impl Extras {
+    fn new(table: &'static schema::Table) -> Self {
+        Extras {
+            table,
+            cols: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+        }
+    }
+
+    /// Adds one kept row's extra fields (from `file`); new columns and
+    /// ignored fields are noted in `out`.
+    fn push<'v>(
+        &mut self,
+        fields: impl IntoIterator<Item = (&'v str, Option<&'v str>)>,
+        file: &str,
+        out: &mut EtlOutput,
+    ) {
+        for (field, val) in fields {
+            let i = match self.index.get(field) {
+                Some(i) => *i,
+                None => {
+                    let col = column_name(field)
+                        .filter(|c| !self.table.columns.iter().any(|d| d.name == c.as_str()));
+                    let i = match col {
+                        Some(c) => match self.cols.iter().position(|(n, _)| *n == c) {
+                            // two fields named alike ("Gift Wrap", "gift_wrap"): the first wins
+                            Some(_) => None,
+                            None => {
+                                let mut b = StringBuilder::new();
+                                b.append_nulls(self.rows);
+                                out.new_columns
+                                    .entry(c.clone())
+                                    .or_insert_with(|| file.to_string());
+                                self.cols.push((c, b));
+                                Some(self.cols.len() - 1)
+                            }
+                        },
+                        None => None,
+                    };
+                    if i.is_none() {
+                        out.ignored_fields
+                            .entry(field.to_string())
+                            .or_insert_with(|| file.to_string());
+                    }
+                    self.index.insert(field.to_string(), i);
+                    i
+                }
+            };
+            if let Some(i) = i {
+                let b = &mut self.cols[i].1;
+                if b.len() == self.rows {
+                    b.append_option(val);
+                }
+            }
+        }
+        self.rows += 1;
+        for (_, b) in &mut self.cols {
+            if b.len() < self.rows {
+                b.append_null();
+            }
+        }
+    }
+
+    /// `batch` (the declared columns, one row per pushed row) with the extra
+    /// columns after them.
+    fn finish(self, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.cols.is_empty() {
+            return Ok(batch);
+        }
+        debug_assert_eq!(self.rows, batch.num_rows());
+        let mut fields: Vec<arrow::datatypes::FieldRef> =
+            batch.schema().fields().iter().cloned().collect();
+        let mut cols = batch.columns().to_vec();
+        for (name, mut b) in self.cols {
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                name,
+                arrow::datatypes::DataType::Utf8,
+                true,
+            )));
+            cols.push(Arc::new(b.finish()));
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(fields)),
+            cols,
+        )?)
+    }
+}
+
+/// A record's extra fields as (name, text) pairs.
+fn extra_texts<'a>(
+    extra: &'a [(Cow<'_, str>, Val<'_>)],
+) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+    extra.iter().map(|(k, v)| (k.as_ref(), v.as_text()))
 }
 
 fn outside(date: i32, row_date: i32, col: &'static str) -> Rejection {
@@ -214,8 +371,9 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
     let mut b_tdate = Date32Builder::new();
     let mut b_status = StringBuilder::new();
     let mut b_file = StringBuilder::new();
+    let mut extras = Extras::new(&schema::TRANSACTIONS);
     for f in files {
-        let Some(file) = load(ctx, f, date, &mut out.quarantine)? else {
+        let Some(file) = load(ctx, f, date, &mut out)? else {
             out.rejected += 1;
             continue;
         };
@@ -228,7 +386,11 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
             1,
             |row, rec| {
                 out.rows_in += 1;
-                let t = rec.and_then(|r| sources::parse_transaction(&r).map(|t| (t, ())));
+                let mut extra = Vec::new();
+                let t = rec.and_then(|mut r| {
+                    extra = std::mem::take(&mut r.extra);
+                    sources::parse_transaction(&r).map(|t| (t, ()))
+                });
                 let t = match t {
                     Ok((t, ())) if t.transaction_date != date => {
                         Err(outside(date, t.transaction_date, "transaction_date"))
@@ -247,6 +409,7 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
                         b_tdate.append_value(t.transaction_date);
                         b_status.append_value(t.status.name());
                         b_file.append_value(&file.rel);
+                        extras.push(extra_texts(&extra), &file.rel, &mut out);
                     }
                     Err(why) => q.push(row.line, &why, row.raw, date),
                 }
@@ -254,6 +417,7 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
         );
         if let Err(why) = shape {
             q.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
+            out.refused.push((file.rel.clone(), why));
         }
         out.rejected += q.len() as u64;
         out.quarantine.push(q.finish());
@@ -287,7 +451,7 @@ fn transactions_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<E
         Arc::new(b_file.finish()),
         Arc::new(part.finish()),
     ];
-    let batch = RecordBatch::try_new(schema::TRANSACTIONS.schema(), cols)?;
+    let batch = extras.finish(RecordBatch::try_new(schema::TRANSACTIONS.schema(), cols)?)?;
     let (batch, dups) = dedup_last(batch, &ids)?;
     out.duplicates += dups;
     out.rows_out += batch.num_rows() as u64;
@@ -330,8 +494,9 @@ fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOut
     let mut b_len = Int32Builder::new();
     let mut b_sent = StringBuilder::new();
     let mut b_file = StringBuilder::new();
+    let mut extras = Extras::new(&schema::REVIEWS);
     for f in files {
-        let Some(file) = load(ctx, f, date, &mut out.quarantine)? else {
+        let Some(file) = load(ctx, f, date, &mut out)? else {
             out.rejected += 1;
             continue;
         };
@@ -339,13 +504,19 @@ fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOut
         let mut q = QuarantineBuilder::new(ctx.now_micros, Stage::Pipeline, &file.rel, &file.hash);
         let shape = files::for_each_row(Source::Reviews, file.format, &file.text, 1, |row, rec| {
             out.rows_in += 1;
-            let r = rec.and_then(|r| sources::parse_review(&r)).and_then(|r| {
-                if r.review_date == date {
-                    Ok(r)
-                } else {
-                    Err(outside(date, r.review_date, "review_date"))
-                }
-            });
+            let mut extra = Vec::new();
+            let r = rec
+                .and_then(|mut r| {
+                    extra = std::mem::take(&mut r.extra);
+                    sources::parse_review(&r)
+                })
+                .and_then(|r| {
+                    if r.review_date == date {
+                        Ok(r)
+                    } else {
+                        Err(outside(date, r.review_date, "review_date"))
+                    }
+                });
             match r {
                 Ok(r) => {
                     ids.push(r.review_id.to_string());
@@ -362,12 +533,14 @@ fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOut
                     );
                     b_sent.append_value(sentiment(r.rating));
                     b_file.append_value(&file.rel);
+                    extras.push(extra_texts(&extra), &file.rel, &mut out);
                 }
                 Err(why) => q.push(row.line, &why, row.raw, date),
             }
         });
         if let Err(why) = shape {
             q.push(0, &Rejection::row(format!("file refused: {why}")), "", date);
+            out.refused.push((file.rel.clone(), why));
         }
         out.rejected += q.len() as u64;
         out.quarantine.push(q.finish());
@@ -389,7 +562,7 @@ fn reviews_date(ctx: &EtlContext, date: i32, files: &[RawFile]) -> Result<EtlOut
         Arc::new(b_file.finish()),
         Arc::new(part.finish()),
     ];
-    let batch = RecordBatch::try_new(schema::REVIEWS.schema(), cols)?;
+    let batch = extras.finish(RecordBatch::try_new(schema::REVIEWS.schema(), cols)?)?;
     let (batch, dups) = dedup_last(batch, &ids)?;
     out.duplicates += dups;
     out.rows_out += batch.num_rows() as u64;
@@ -411,13 +584,14 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
         stock: i32,
         updated: i32,
         file: Arc<str>,
+        extra: Vec<(String, Option<String>)>,
     }
     let mut out = EtlOutput::default();
     let mut latest: HashMap<String, P> = HashMap::new();
     let mut seen_hashes = HashSet::new();
     for (date, files) in parts {
         for f in files {
-            let Some(file) = load(ctx, f, *date, &mut out.quarantine)? else {
+            let Some(file) = load(ctx, f, *date, &mut out)? else {
                 out.rejected += 1;
                 continue;
             };
@@ -431,7 +605,12 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
             let shape =
                 files::for_each_row(Source::Products, file.format, &file.text, 1, |row, rec| {
                     out.rows_in += 1;
-                    match rec.and_then(|r| sources::parse_product(&r)) {
+                    let mut extra = Vec::new();
+                    let p = rec.and_then(|mut r| {
+                        extra = std::mem::take(&mut r.extra);
+                        sources::parse_product(&r)
+                    });
+                    match p {
                         Ok(p) => {
                             let prev = latest.insert(
                                 p.product_id.to_string(),
@@ -443,6 +622,12 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
                                     stock: p.stock,
                                     updated: *date,
                                     file: rel.clone(),
+                                    extra: extra
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (k.to_string(), v.as_text().map(str::to_string))
+                                        })
+                                        .collect(),
                                 },
                             );
                             if prev.is_some() {
@@ -459,6 +644,7 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
                     "",
                     *date,
                 );
+                out.refused.push((file.rel.clone(), why));
             }
             out.rejected += q.len() as u64;
             out.quarantine.push(q.finish());
@@ -491,8 +677,14 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
         Date32Builder::new(),
         StringBuilder::new(),
     );
+    let mut extras = Extras::new(&schema::PRODUCTS);
     for id in ids {
         let p = &latest[id];
+        extras.push(
+            p.extra.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            &p.file,
+            &mut out,
+        );
         let median = medians[p.category.as_str()];
         let band = if p.price * 3 < median * 2 {
             "budget"
@@ -526,7 +718,7 @@ pub fn products(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     ];
     out.rows_out = n as u64;
     out.batches
-        .push(RecordBatch::try_new(schema::PRODUCTS.schema(), cols)?);
+        .push(extras.finish(RecordBatch::try_new(schema::PRODUCTS.schema(), cols)?)?);
     Ok(out)
 }
 
@@ -550,14 +742,14 @@ pub fn clickstream(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
         .flat_map(|(d, fs)| fs.iter().map(move |f| (*d, f)))
         .collect();
     let loaded = par_map(&flat, ctx.threads, |(date, f)| {
-        let mut q = Vec::new();
-        let l = load(ctx, f, *date, &mut q);
-        (l, q)
+        let mut o = EtlOutput::default();
+        let l = load(ctx, f, *date, &mut o);
+        (l, o)
     });
     let mut files: Vec<(i32, LoadedFile)> = Vec::new();
     let mut seen: HashSet<(i32, String)> = HashSet::new();
-    for ((date, _), (l, q)) in flat.iter().zip(loaded) {
-        out.quarantine.extend(q);
+    for ((date, _), (l, o)) in flat.iter().zip(loaded) {
+        out.absorb(o);
         match l? {
             Some(file) => {
                 out.files += 1;
@@ -642,6 +834,7 @@ fn click_unit(ctx: &EtlContext, u: &ClickUnit<'_>) -> Result<EtlOutput> {
             "",
             u.date,
         );
+        out.refused.push((u.file.rel.clone(), why));
     }
     out.rejected += q.len() as u64;
     if !q.is_empty() {

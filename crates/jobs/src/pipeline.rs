@@ -335,20 +335,22 @@ fn failpoint(step: &str) {
 }
 
 struct Runner<'a> {
-    engine: QueryEngine,
     obs: &'a dyn Observer,
     steps: Vec<StepReport>,
     store: Store,
     run_id: String,
-    /// The step under way: its record, kept to mark it failed.
-    current: Option<StepRecord>,
+    /// Steps under way (independent ones run side by side): their records,
+    /// kept to mark them failed.
+    current: Vec<StepRecord>,
+    /// Steps started or skipped so far (the next one's sequence number).
+    seq: u32,
 }
 
 impl Runner<'_> {
     fn start(&mut self, name: &str) -> Instant {
         self.obs.step_started(name);
         let rec = StepRecord {
-            seq: self.steps.len() as u32,
+            seq: self.seq,
             name: name.to_string(),
             status: store::status::RUNNING.into(),
             started_at: store::now_rfc3339(),
@@ -360,8 +362,9 @@ impl Runner<'_> {
             detail: String::new(),
             error: None,
         };
+        self.seq += 1;
         self.record(&rec);
-        self.current = Some(rec);
+        self.current.push(rec);
         Instant::now()
     }
 
@@ -376,7 +379,7 @@ impl Runner<'_> {
     /// Records a step that did not run, and why.
     fn skip(&mut self, name: &str, why: &str) {
         let rec = StepRecord {
-            seq: self.steps.len() as u32,
+            seq: self.seq,
             name: name.to_string(),
             status: store::status::SKIPPED.into(),
             started_at: store::now_rfc3339(),
@@ -388,6 +391,7 @@ impl Runner<'_> {
             detail: why.to_string(),
             error: None,
         };
+        self.seq += 1;
         self.record(&rec);
         self.steps.push(StepReport {
             name: name.to_string(),
@@ -399,18 +403,32 @@ impl Runner<'_> {
         });
     }
 
-    /// Marks the step under way failed.
+    fn take(&mut self, name: &str) -> Option<StepRecord> {
+        let i = self.current.iter().position(|r| r.name == name)?;
+        Some(self.current.remove(i))
+    }
+
+    /// Marks every step under way failed.
     fn fail(&mut self, error: &str) {
-        if let Some(mut rec) = self.current.take() {
+        for mut rec in std::mem::take(&mut self.current) {
             rec.status = store::status::FAILED.into();
             rec.error = Some(error.to_string());
             self.record(&rec);
         }
     }
 
-    /// Notes the attempts the step under way took.
-    fn attempts(&mut self, n: u32) {
-        if let Some(rec) = &mut self.current {
+    /// Marks the step `name` failed.
+    fn fail_step(&mut self, name: &str, error: &str) {
+        if let Some(mut rec) = self.take(name) {
+            rec.status = store::status::FAILED.into();
+            rec.error = Some(error.to_string());
+            self.record(&rec);
+        }
+    }
+
+    /// Notes the attempts the step `name` took.
+    fn attempts(&mut self, name: &str, n: u32) {
+        if let Some(rec) = self.current.iter_mut().find(|r| r.name == name) {
             rec.attempts = rec.attempts.max(n);
         }
     }
@@ -432,7 +450,7 @@ impl Runner<'_> {
             seconds: t0.elapsed().as_secs_f64(),
             detail,
         };
-        if let Some(mut rec) = self.current.take() {
+        if let Some(mut rec) = self.take(name) {
             rec.status = store::status::SUCCEEDED.into();
             rec.seconds = Some(r.seconds);
             rec.rows_in = rows_in;
@@ -669,17 +687,19 @@ pub async fn run(
         opts.trigger.as_str()
     };
     store.start_run(&run_id, trigger, &store::now_rfc3339())?;
+    let engine = QueryEngine::new(lake, &cfg.query)?;
     let mut r = Runner {
-        engine: QueryEngine::new(lake, &cfg.query)?,
         obs,
         steps: Vec::new(),
         store: store.clone(),
         run_id: run_id.clone(),
-        current: None,
+        current: Vec::new(),
+        seq: 0,
     };
     let alerter = Alerter::new(store.clone(), &cfg.alerts);
     let result = run_steps(
         lake,
+        &engine,
         cfg,
         opts,
         &mut r,
@@ -715,8 +735,391 @@ pub async fn run(
     }
 }
 
+/// What one source's ETL found about its files' shape this run: the
+/// schema-drift checks.
+struct Drift {
+    source: Source,
+    table: &'static Table,
+    /// The run's dates of this source.
+    scope: Option<String>,
+    /// Columns the table gained this run → the first file with each.
+    added: BTreeMap<String, String>,
+    /// Fields that could not become columns → the first file with each.
+    ignored: BTreeMap<String, String>,
+    /// Files refused whole: (file, why).
+    refused: Vec<(String, String)>,
+}
+
+impl Drift {
+    fn new(source: Source, table: &'static Table, dates: &[i32], out: &EtlOutput) -> Drift {
+        Drift {
+            source,
+            table,
+            scope: (!dates.is_empty()).then(|| {
+                let first = time::format_date(dates[0]);
+                let last = time::format_date(*dates.last().expect("not empty"));
+                if first == last {
+                    first
+                } else {
+                    format!("{first}..{last}")
+                }
+            }),
+            added: BTreeMap::new(),
+            ignored: out.ignored_fields.clone(),
+            refused: out.refused.clone(),
+        }
+    }
+
+    /// Checks of kind `schema` (severity warn; a failure alerts as schema
+    /// drift): `raw.<source> file_schema` fails when a file was refused
+    /// whole (an incompatible change: a required column missing);
+    /// `<table> new_columns` when the table gained columns this run (an
+    /// additive change); `raw.<source> ignored_fields` while files carry
+    /// fields that cannot become columns.
+    fn results(&self) -> Vec<quality::CheckResult> {
+        let result = |table: String,
+                      check: &str,
+                      failing: usize,
+                      message: String,
+                      sample: Option<String>| {
+            quality::CheckResult {
+                table,
+                check: check.to_string(),
+                kind: "schema".into(),
+                severity: shoplake_core::config::Severity::Warn,
+                status: if failing > 0 { "fail" } else { "pass" }.into(),
+                scope: self.scope.clone(),
+                failing: failing as u64,
+                observed: Some(failing as f64),
+                expected: Some("0".into()),
+                message,
+                sample,
+                seconds: 0.0,
+            }
+        };
+        let refused = if self.refused.is_empty() {
+            result(
+                format!("raw.{}", self.source.name()),
+                "file_schema",
+                0,
+                "every file has the source's required columns".into(),
+                None,
+            )
+        } else {
+            let list: Vec<String> = self
+                .refused
+                .iter()
+                .take(5)
+                .map(|(f, why)| format!("{f}: {why}"))
+                .collect();
+            result(
+                format!("raw.{}", self.source.name()),
+                "file_schema",
+                self.refused.len(),
+                format!(
+                    "{} file(s) refused whole and quarantined: {}",
+                    self.refused.len(),
+                    list.join("; ")
+                ),
+                Some(
+                    self.refused
+                        .iter()
+                        .map(|(f, _)| f.as_str())
+                        .take(20)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            )
+        };
+        if matches!(self.source, Source::Clickstream) {
+            // extra clickstream fields are kept in `properties`: no new columns
+            return vec![refused];
+        }
+        let columns = if self.added.is_empty() {
+            result(
+                self.table.qualified(),
+                "new_columns",
+                0,
+                "the table gained no columns".into(),
+                None,
+            )
+        } else {
+            let cols: Vec<String> = self
+                .added
+                .iter()
+                .map(|(c, f)| format!("{c} (first in {f})"))
+                .collect();
+            result(
+                self.table.qualified(),
+                "new_columns",
+                self.added.len(),
+                format!(
+                    "the raw files gained fields; the table now has them as nullable text columns: {}",
+                    cols.join(", ")
+                ),
+                Some(self.added.keys().cloned().collect::<Vec<_>>().join(", ")),
+            )
+        };
+        let ignored = if self.ignored.is_empty() {
+            result(
+                format!("raw.{}", self.source.name()),
+                "ignored_fields",
+                0,
+                "every field is kept".into(),
+                None,
+            )
+        } else {
+            let fields: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(c, f)| format!("{c:?} (in {f})"))
+                .collect();
+            result(
+                format!("raw.{}", self.source.name()),
+                "ignored_fields",
+                self.ignored.len(),
+                format!(
+                    "fields dropped: their name is one {} derives itself, or has no letters: {}",
+                    self.table.qualified(),
+                    fields.join(", ")
+                ),
+                Some(self.ignored.keys().cloned().collect::<Vec<_>>().join(", ")),
+            )
+        };
+        vec![refused, columns, ignored]
+    }
+}
+
+/// The ETL steps, run side by side: each records its own start and end.
+struct Steps<'a, 'r> {
+    lake: &'a Lake,
+    engine: &'a QueryEngine,
+    cfg: &'a Config,
+    ctx: &'a EtlContext,
+    retry: &'a Retry,
+    threads: usize,
+    rec: std::sync::Mutex<&'a mut Runner<'r>>,
+}
+
+impl<'a, 'r> Steps<'a, 'r> {
+    fn runner(&self) -> std::sync::MutexGuard<'_, &'a mut Runner<'r>> {
+        self.rec.lock().expect("unpoisoned")
+    }
+
+    /// Runs step `name` (`work` gives the rows in, out, rejected and the
+    /// detail, with what it found about the files), recording its end or
+    /// failure.
+    async fn step<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<(u64, u64, u64, String, T)>>,
+    ) -> Result<T> {
+        let t0 = self.runner().start(name);
+        match work.await {
+            Ok((rows_in, rows_out, rejected, detail, t)) => {
+                self.runner()
+                    .finish(name, t0, rows_in, rows_out, rejected, detail);
+                Ok(t)
+            }
+            Err(e) => {
+                self.runner().fail_step(name, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds the columns `out` found beyond the declared ones to `table`;
+    /// returns the new ones → the first file with each.
+    async fn evolve(
+        &self,
+        table: &'static Table,
+        out: &EtlOutput,
+    ) -> Result<BTreeMap<String, String>> {
+        if out.new_columns.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let cols: Vec<String> = out.new_columns.keys().cloned().collect();
+        let added = self.lake.evolve(table, &cols).await?;
+        Ok(added
+            .into_iter()
+            .map(|c| {
+                let f = out.new_columns[&c].clone();
+                (c, f)
+            })
+            .collect())
+    }
+
+    /// product_enrichment: the whole catalogue (it is small and latest-wins).
+    async fn products(&self) -> Result<Drift> {
+        self.step("product_enrichment", async {
+            let all: Vec<(i32, Vec<RawFile>)> = {
+                let files = list_raw_files(&self.lake.raw_dir(Source::Products))?;
+                let mut m: BTreeMap<i32, Vec<RawFile>> = BTreeMap::new();
+                for f in files {
+                    m.entry(time::parse_date(&f.partition).map_err(JobError::Invalid)?)
+                        .or_default()
+                        .push(f);
+                }
+                m.into_iter().collect()
+            };
+            let dates: Vec<i32> = all.iter().map(|(d, _)| *d).collect();
+            let mut out = join(spawn_etl(self.ctx.clone(), all, etl::products)).await?;
+            let mut drift = Drift::new(Source::Products, &schema::PRODUCTS, &dates, &out);
+            drift.added = self.evolve(&schema::PRODUCTS, &out).await?;
+            let batches = std::mem::take(&mut out.batches);
+            self.lake
+                .write(&schema::PRODUCTS, batches, WriteMode::Overwrite)
+                .await?;
+            let q = std::mem::take(&mut out.quarantine);
+            self.lake
+                .write(
+                    &schema::Q_PRODUCTS,
+                    q,
+                    WriteMode::Replace("stage = 'pipeline'".into()),
+                )
+                .await?;
+            let detail = with_new_columns(format!("{} products", out.rows_out), &drift);
+            Ok((out.rows_in, out.rows_out, out.rejected, detail, drift))
+        })
+        .await
+    }
+
+    /// transactions_etl or reviews_etl: replaces the partitions `parts`
+    /// (rows with `only`, when given) of `table`.
+    async fn dated(
+        &self,
+        name: &str,
+        source: Source,
+        table: &'static Table,
+        parts: Vec<(i32, Vec<RawFile>)>,
+        f: fn(&EtlContext, &etl::Partitions) -> Result<EtlOutput>,
+        only: Option<(&str, &str)>,
+    ) -> Result<Drift> {
+        self.step(name, async {
+            let dates: Vec<i32> = parts.iter().map(|(d, _)| *d).collect();
+            let out = join(spawn_etl(self.ctx.clone(), parts, f)).await?;
+            let mut drift = Drift::new(source, table, &dates, &out);
+            if !dates.is_empty() {
+                drift.added = self.evolve(table, &out).await?;
+                let (res, n) = self
+                    .retry
+                    .run(name, || {
+                        commit_etl(self.lake, table, source, &out, &dates, only, self.threads)
+                    })
+                    .await;
+                self.runner().attempts(name, n);
+                res?;
+            }
+            let detail = with_new_columns(
+                format!(
+                    "{} dates, {} duplicates dropped",
+                    dates.len(),
+                    out.duplicates
+                ),
+                &drift,
+            );
+            Ok((out.rows_in, out.rows_out, out.rejected, detail, drift))
+        })
+        .await
+    }
+
+    /// clickstream_sessions (then collected_sessions for days with only
+    /// collected events); returns the events processed too.
+    async fn clickstream(
+        &self,
+        parts: &etl::Partitions,
+        dates: &[i32],
+        collected_only: &[i32],
+    ) -> Result<(Drift, u64)> {
+        // Clickstream is most of the volume: it is processed in groups of days
+        // of bounded size, so memory stays flat however many days a run
+        // covers; each group's parse starts while the previous is written.
+        let groups = date_groups(parts, CLICKSTREAM_GROUP_BYTES);
+        let parse = |i: usize| {
+            groups
+                .get(i)
+                .map(|g| spawn_etl(self.ctx.clone(), g.clone(), etl::clickstream))
+        };
+        let name = "clickstream_sessions";
+        let (drift, events) = self
+            .step(name, async {
+                let mut next = parse(0);
+                let mut totals = EtlOutput::default();
+                let mut n_sessions = 0u64;
+                for (i, group) in groups.iter().enumerate() {
+                    let out = join(next.take().expect("spawned")).await?;
+                    // parse the next group while this one is written
+                    next = parse(i + 1);
+                    let (res, n) = self
+                        .retry
+                        .run(name, || {
+                            clickstream_group(
+                                self.engine,
+                                self.lake,
+                                self.cfg,
+                                group,
+                                &out,
+                                self.threads,
+                            )
+                        })
+                        .await;
+                    self.runner().attempts(name, n);
+                    n_sessions += res?;
+                    totals.rows_in += out.rows_in;
+                    totals.rows_out += out.rows_out;
+                    totals.rejected += out.rejected;
+                    totals.refused.extend(out.refused.iter().cloned());
+                }
+                let drift = Drift::new(Source::Clickstream, &schema::EVENTS, dates, &totals);
+                Ok((
+                    totals.rows_in,
+                    totals.rows_out,
+                    totals.rejected,
+                    format!("{} dates, {n_sessions} sessions", dates.len()),
+                    (drift, totals.rows_out),
+                ))
+            })
+            .await?;
+        if !collected_only.is_empty() {
+            self.step("collected_sessions", async {
+                let n = sessions_from_table(
+                    self.engine,
+                    self.lake,
+                    self.cfg,
+                    collected_only,
+                    self.threads,
+                )
+                .await?;
+                Ok((
+                    0,
+                    n,
+                    0,
+                    format!(
+                        "{} days with collected events, {n} sessions",
+                        collected_only.len()
+                    ),
+                    (),
+                ))
+            })
+            .await?;
+        }
+        Ok((drift, events))
+    }
+}
+
+/// A step's detail, with the columns its table gained.
+fn with_new_columns(detail: String, drift: &Drift) -> String {
+    if drift.added.is_empty() {
+        detail
+    } else {
+        let cols: Vec<&str> = drift.added.keys().map(String::as_str).collect();
+        format!("{detail}, new columns: {}", cols.join(", "))
+    }
+}
+
 async fn run_steps(
     lake: &Lake,
+    engine: &QueryEngine,
     cfg: &Config,
     opts: &PipelineOptions,
     r: &mut Runner<'_>,
@@ -907,169 +1310,105 @@ async fn run_steps(
         },
     );
 
-    // product enrichment (the whole catalogue: it is small and latest-wins)
-    if products_changed {
-        let t0 = r.start("product_enrichment");
-        let all: Vec<(i32, Vec<RawFile>)> = {
-            let files = list_raw_files(&lake.raw_dir(Source::Products))?;
-            let mut m: BTreeMap<i32, Vec<RawFile>> = BTreeMap::new();
-            for f in files {
-                m.entry(time::parse_date(&f.partition).map_err(JobError::Invalid)?)
-                    .or_default()
-                    .push(f);
-            }
-            m.into_iter().collect()
-        };
-        let mut out = join(spawn_etl(ctx.clone(), all, etl::products)).await?;
-        let batches = std::mem::take(&mut out.batches);
-        lake.write(&schema::PRODUCTS, batches, WriteMode::Overwrite)
-            .await?;
-        let q = std::mem::take(&mut out.quarantine);
-        lake.write(
-            &schema::Q_PRODUCTS,
-            q,
-            WriteMode::Replace("stage = 'pipeline'".into()),
-        )
-        .await?;
-        r.finish(
-            "product_enrichment",
-            t0,
-            out.rows_in,
-            out.rows_out,
-            out.rejected,
-            format!("{} products", out.rows_out),
-        );
-    }
-
-    // ETL: transactions, clickstream (+ sessions) and reviews, in parallel
+    // ETL: product enrichment, transactions, clickstream (+ sessions) and
+    // reviews are independent (each writes its own tables): they run side by
+    // side, and a failed one stops only the steps after them.
     let mut events = 0u64;
-    if !etl_dates.is_empty() {
-        let parts = |s: Source| plans[&s].parts.clone();
-        let tx = spawn_etl(ctx.clone(), parts(Source::Transactions), etl::transactions);
-        let rv = spawn_etl(ctx.clone(), parts(Source::Reviews), etl::reviews);
-        // Clickstream is most of the volume: it is processed in groups of days
-        // of bounded size, so memory stays flat however many days a run
-        // covers; each group's parse starts while the previous is written.
-        let groups = date_groups(&plans[&Source::Clickstream].parts, CLICKSTREAM_GROUP_BYTES);
-        let parse = |i: usize| {
-            groups
-                .get(i)
-                .map(|g| spawn_etl(ctx.clone(), g.clone(), etl::clickstream))
+    let mut drift = Vec::new();
+    let run_etl = !etl_dates.is_empty();
+    if products_changed || run_etl {
+        let steps = Steps {
+            lake,
+            engine,
+            cfg,
+            ctx: &ctx,
+            retry: &retry,
+            threads,
+            rec: std::sync::Mutex::new(&mut *r),
         };
-        let mut next = parse(0);
         let date_list = |s: Source| plans[&s].parts.iter().map(|(d, _)| *d).collect::<Vec<_>>();
-
-        let t0 = r.start("transactions_etl");
-        let dates = date_list(Source::Transactions);
-        let out = join(tx).await?;
-        if !dates.is_empty() {
-            let (res, n) = retry
-                .run("transactions_etl", || {
-                    commit_etl(
-                        lake,
-                        &schema::TRANSACTIONS,
+        let parts = |s: Source| plans[&s].parts.clone();
+        let pe = async {
+            if products_changed {
+                steps.products().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let tx = async {
+            if run_etl {
+                let p = parts(Source::Transactions);
+                steps
+                    .dated(
+                        "transactions_etl",
                         Source::Transactions,
-                        &out,
-                        &dates,
+                        &schema::TRANSACTIONS,
+                        p,
+                        etl::transactions,
                         Some(("source", "file")),
-                        threads,
                     )
-                })
-                .await;
-            r.attempts(n);
-            res?;
-        }
-        r.finish(
-            "transactions_etl",
-            t0,
-            out.rows_in,
-            out.rows_out,
-            out.rejected,
-            format!(
-                "{} dates, {} duplicates dropped",
-                dates.len(),
-                out.duplicates
-            ),
-        );
-
-        let t0 = r.start("clickstream_sessions");
-        let dates = date_list(Source::Clickstream);
-        let mut totals = EtlOutput::default();
-        let mut n_sessions = 0u64;
-        for (i, group) in groups.iter().enumerate() {
-            let out = join(next.take().expect("spawned")).await?;
-            // parse the next group while this one is written
-            next = parse(i + 1);
-            let engine = &r.engine;
-            let (res, n) = retry
-                .run("clickstream_sessions", || {
-                    clickstream_group(engine, lake, cfg, group, &out, threads)
-                })
-                .await;
-            r.attempts(n);
-            n_sessions += res?;
-            totals.rows_in += out.rows_in;
-            totals.rows_out += out.rows_out;
-            totals.rejected += out.rejected;
-        }
-        events = totals.rows_out;
-        r.finish(
-            "clickstream_sessions",
-            t0,
-            totals.rows_in,
-            totals.rows_out,
-            totals.rejected,
-            format!("{} dates, {n_sessions} sessions", dates.len()),
-        );
-        if !collected_only.is_empty() {
-            let t0 = r.start("collected_sessions");
-            let n = sessions_from_table(&r.engine, lake, cfg, &collected_only, threads).await?;
-            r.finish(
-                "collected_sessions",
-                t0,
-                0,
-                n,
-                0,
-                format!(
-                    "{} days with collected events, {n} sessions",
-                    collected_only.len()
-                ),
-            );
-        }
-
-        let t0 = r.start("reviews_etl");
-        let dates = date_list(Source::Reviews);
-        let out = join(rv).await?;
-        if !dates.is_empty() {
-            let (res, n) = retry
-                .run("reviews_etl", || {
-                    commit_etl(
-                        lake,
-                        &schema::REVIEWS,
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let rv = async {
+            if run_etl {
+                let p = parts(Source::Reviews);
+                steps
+                    .dated(
+                        "reviews_etl",
                         Source::Reviews,
-                        &out,
-                        &dates,
+                        &schema::REVIEWS,
+                        p,
+                        etl::reviews,
                         None,
-                        threads,
                     )
-                })
-                .await;
-            r.attempts(n);
-            res?;
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let cs = async {
+            if run_etl {
+                steps
+                    .clickstream(
+                        &plans[&Source::Clickstream].parts,
+                        &date_list(Source::Clickstream),
+                        &collected_only,
+                    )
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (pe, tx, rv, cs) = tokio::join!(pe, tx, rv, cs);
+        let mut failed = Vec::new();
+        for res in [pe, tx, rv] {
+            match res {
+                Ok(d) => drift.extend(d),
+                Err(e) => failed.push(e),
+            }
         }
-        r.finish(
-            "reviews_etl",
-            t0,
-            out.rows_in,
-            out.rows_out,
-            out.rejected,
-            format!(
-                "{} dates, {} duplicates dropped",
-                dates.len(),
-                out.duplicates
-            ),
-        );
+        match cs {
+            Ok(Some((d, n))) => {
+                drift.push(d);
+                events = n;
+            }
+            Ok(None) => {}
+            Err(e) => failed.push(e),
+        }
+        if let Some(e) = failed.into_iter().next() {
+            let why = "a step it depends on failed";
+            r.skip("quality", why);
+            r.skip("curate", why);
+            return Err(e);
+        }
     }
+    let drift_results: Vec<quality::CheckResult> = drift.iter().flat_map(|d| d.results()).collect();
 
     // quality: the processed tables as this run left them
     let mut quality_results = Vec::new();
@@ -1081,7 +1420,8 @@ async fn run_steps(
             tables: Vec::new(),
             now_micros,
         };
-        let results = quality::run_checks(lake, &r.engine, &cfg.quality, &checks, &scope).await?;
+        let mut results = drift_results;
+        results.extend(quality::run_checks(lake, engine, &cfg.quality, &checks, &scope).await?);
         quality::record(lake, &run_id, now_micros, &results).await?;
         quality::alert(alerter, &run_id, &results).await?;
         let failed: Vec<&quality::CheckResult> = results.iter().filter(|c| c.failed()).collect();
@@ -1112,6 +1452,11 @@ async fn run_steps(
                 blocking.join("; ")
             )));
         }
+    } else if !drift_results.is_empty() {
+        // quality checks are off; schema drift is still recorded and alerted
+        quality::record(lake, &run_id, now_micros, &drift_results).await?;
+        quality::alert(alerter, &run_id, &drift_results).await?;
+        quality_results = drift_results;
     }
 
     // curated models
@@ -1129,7 +1474,6 @@ async fn run_steps(
         let mut built = Vec::new();
         // models of one stage are independent: build them side by side
         for stage in curate::STAGES {
-            let engine = &r.engine;
             let (res, n) = retry
                 .run("curate", || async {
                     let results = futures::future::join_all(
@@ -1141,7 +1485,7 @@ async fn run_steps(
                     results.into_iter().collect::<Result<Vec<u64>>>()
                 })
                 .await;
-            r.attempts(n);
+            r.attempts("curate", n);
             for (m, n) in stage.iter().zip(res?) {
                 rows += n;
                 built.push(format!("{} {n}", m.table.name));

@@ -556,6 +556,11 @@ pub async fn run_checks(
             continue;
         }
         let bad = outdated.contains(&t.qualified());
+        let evolved = if bad {
+            Vec::new()
+        } else {
+            lake.evolved_columns(t).await?
+        };
         out.push(CheckResult {
             table: t.qualified(),
             check: "schema".into(),
@@ -574,8 +579,13 @@ pub async fn run_checks(
                     "{} is stored with other columns than this build declares",
                     t.qualified()
                 )
-            } else {
+            } else if evolved.is_empty() {
                 "columns as declared".into()
+            } else {
+                format!(
+                    "columns as declared, then the evolved {}",
+                    evolved.join(", ")
+                )
             },
             sample: None,
             seconds: 0.0,

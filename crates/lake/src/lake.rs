@@ -13,6 +13,15 @@
 //! Batches are conformed to the table's declared schema before writing: types
 //! are cast and a null in a NOT NULL column is an error, not a silent write.
 //!
+//! ## Schema evolution
+//! Raw files may carry columns a processed table does not declare (a shop
+//! adds `coupon_code` to its export). [`Lake::evolve`] adds them to the Delta
+//! table as nullable text columns, after the declared ones; rows written
+//! before read them as null, and writes conform to declared + evolved
+//! columns (a batch without an evolved column gets nulls). Only additive
+//! changes evolve: a file that lacks a required column is refused whole by
+//! the ETL and never reaches a table.
+//!
 //! Files a commit no longer references stay on disk until they are removed
 //! (a later maintenance command will vacuum them); readers never see them.
 
@@ -229,12 +238,16 @@ impl Lake {
                 .try_into_arrow()
                 .map_err(|e| LakeError::Internal(format!("{}: {e}", t.qualified())))?;
             let declared = t.schema();
-            let same = stored.fields().len() == declared.fields().len()
+            // declared columns first, then any evolved ones (see the module docs)
+            let same = stored.fields().len() >= declared.fields().len()
                 && stored.fields().iter().zip(declared.fields()).all(|(a, b)| {
                     a.name() == b.name()
                         && a.is_nullable() == b.is_nullable()
                         && a.data_type().equals_datatype(b.data_type())
                 })
+                && stored.fields()[declared.fields().len()..]
+                    .iter()
+                    .all(|f| is_evolved(t, f))
                 && snapshot
                     .metadata()
                     .partition_columns()
@@ -246,6 +259,93 @@ impl Lake {
             }
         }
         Ok(out)
+    }
+
+    /// Adds `columns` to `t` as nullable text columns, after those it has
+    /// (see "Schema evolution" in the module docs); returns the ones that
+    /// were new. One commit that changes only the schema: the data commit
+    /// that follows may fail and leave them empty, which is harmless.
+    pub async fn evolve(&self, t: &Table, columns: &[String]) -> Result<Vec<String>> {
+        use deltalake::kernel::{DataType, StructField};
+        let err = |e| LakeError::delta(t.qualified(), e);
+        if let Some(c) = columns.iter().find(|c| !is_column_name(c)) {
+            return Err(LakeError::Internal(format!(
+                "{}: {c:?} is not a column name (lowercase letters, digits and _)",
+                t.qualified()
+            )));
+        }
+        let table = self.ensure_table(t).await?;
+        let stored = self.stored_schema(t, &table)?;
+        let mut new: Vec<String> = columns
+            .iter()
+            .filter(|c| stored.field_with_name(c).is_err())
+            .cloned()
+            .collect();
+        new.dedup();
+        if new.is_empty() {
+            return Ok(new);
+        }
+        let table = table
+            .add_columns()
+            .with_fields(
+                new.iter()
+                    .map(|c| StructField::new(c.clone(), DataType::STRING, true))
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .map_err(err)?;
+        tracing::info!(table = %t.qualified(), columns = %new.join(", "), "schema evolved: new columns");
+        self.open
+            .lock()
+            .expect("unpoisoned")
+            .insert(t.qualified(), table);
+        Ok(new)
+    }
+
+    /// The columns `t` holds beyond those it declares (added by
+    /// [`Lake::evolve`]); empty for a table never written.
+    pub async fn evolved_columns(&self, t: &Table) -> Result<Vec<String>> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(Vec::new());
+        };
+        let stored = self.stored_schema(t, &table)?;
+        Ok(
+            stored.fields()[t.columns.len().min(stored.fields().len())..]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        )
+    }
+
+    /// The schema `table` (which is `t`) was last committed with.
+    fn stored_schema(&self, t: &Table, table: &DeltaTable) -> Result<arrow::datatypes::Schema> {
+        use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+        table
+            .snapshot()
+            .map_err(|e| LakeError::delta(t.qualified(), e))?
+            .schema()
+            .as_ref()
+            .try_into_arrow()
+            .map_err(|e| LakeError::Internal(format!("{}: {e}", t.qualified())))
+    }
+
+    /// The schema batches for `t` are conformed to: declared, then evolved
+    /// columns.
+    fn write_schema(&self, t: &Table, table: &DeltaTable) -> Result<arrow::datatypes::SchemaRef> {
+        let declared = t.schema();
+        let stored = self.stored_schema(t, table)?;
+        if stored.fields().len() <= declared.fields().len() {
+            return Ok(declared);
+        }
+        let mut fields: Vec<arrow::datatypes::FieldRef> =
+            declared.fields().iter().cloned().collect();
+        fields.extend(
+            stored.fields()[declared.fields().len()..]
+                .iter()
+                .filter(|f| is_evolved(t, f))
+                .cloned(),
+        );
+        Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
     }
 
     /// Deletes a derived table's folder (it is rebuilt from the raw zone).
@@ -322,10 +422,11 @@ impl Lake {
     ) -> Result<WriteStats> {
         let t0 = std::time::Instant::now();
         let table = self.ensure_table(t).await?;
+        let target = self.write_schema(t, &table)?;
         let batches: Vec<RecordBatch> = batches
             .into_iter()
             .filter(|b| b.num_rows() > 0)
-            .map(|b| conform(t, &b))
+            .map(|b| conform_to(t, &target, &b))
             .collect::<Result<_>>()?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let err = |e| LakeError::delta(t.qualified(), e);
@@ -351,7 +452,7 @@ impl Lake {
                 table
             }
             (WriteMode::Overwrite, 0) => table
-                .write(vec![RecordBatch::new_empty(t.schema())])
+                .write(vec![RecordBatch::new_empty(target)])
                 .with_save_mode(SaveMode::Overwrite)
                 .await
                 .map_err(err)?,
@@ -442,8 +543,9 @@ impl Lake {
         // new rows, grouped by date, then dealt to writers by size
         let mut by_date: BTreeMap<i32, Vec<RecordBatch>> = BTreeMap::new();
         let mut rows = 0u64;
+        let target = self.write_schema(t, &table)?;
         for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            let b = conform(t, b)?;
+            let b = conform_to(t, &target, b)?;
             rows += b.num_rows() as u64;
             for (d, part) in split_by_date(&b)? {
                 if !dates.contains(&d) {
@@ -565,19 +667,71 @@ fn split_by_date(b: &RecordBatch) -> Result<Vec<(i32, RecordBatch)>> {
 /// Casts `batch` to `t`'s declared schema (by column name); a missing
 /// column or a null in a NOT NULL column is an error.
 pub fn conform(t: &Table, batch: &RecordBatch) -> Result<RecordBatch> {
-    let schema = t.schema();
+    conform_to(t, &t.schema(), batch)
+}
+
+/// Whether `f`, stored in `t` beyond its declared columns, is one
+/// [`Lake::evolve`] added.
+fn is_evolved(t: &Table, f: &arrow::datatypes::Field) -> bool {
+    f.is_nullable()
+        && *f.data_type() == arrow::datatypes::DataType::Utf8
+        && is_column_name(f.name())
+        && !t.columns.iter().any(|c| c.name == f.name())
+}
+
+/// Whether `name` may be an evolved column: lowercase ASCII letters, digits
+/// and `_`, starting with a letter, at most 64 bytes.
+pub fn is_column_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// [`conform`] to `schema`: `t`'s declared columns and its evolved ones;
+/// an evolved column the batch lacks is null, a column the batch has that
+/// `schema` lacks is an error (evolve the table first).
+fn conform_to(
+    t: &Table,
+    schema: &arrow::datatypes::SchemaRef,
+    batch: &RecordBatch,
+) -> Result<RecordBatch> {
     if batch.schema().fields() == schema.fields() {
         return Ok(batch.clone());
     }
+    if let Some(f) = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        return Err(LakeError::Internal(format!(
+            "{}: the batch has column {}, which the table does not (evolve it first)",
+            t.qualified(),
+            f.name()
+        )));
+    }
+    let declared = t.columns.len();
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for f in schema.fields() {
-        let col = batch.column_by_name(f.name()).ok_or_else(|| {
-            LakeError::Internal(format!(
-                "{}: batch lacks column {}",
-                t.qualified(),
-                f.name()
-            ))
-        })?;
+    for (i, f) in schema.fields().iter().enumerate() {
+        let col = match batch.column_by_name(f.name()) {
+            Some(c) => c,
+            None if i >= declared => {
+                cols.push(arrow::array::new_null_array(
+                    f.data_type(),
+                    batch.num_rows(),
+                ));
+                continue;
+            }
+            None => {
+                return Err(LakeError::Internal(format!(
+                    "{}: batch lacks column {}",
+                    t.qualified(),
+                    f.name()
+                )));
+            }
+        };
         let col = if col.data_type() == f.data_type() {
             col.clone()
         } else {
