@@ -929,6 +929,61 @@ mod tests {
         }
     }
 
+    #[test]
+    fn extra_fields_become_column_names() {
+        assert_eq!(column_name("Coupon Code").as_deref(), Some("coupon_code"));
+        assert_eq!(column_name("  gift-wrap?? ").as_deref(), Some("gift_wrap"));
+        assert_eq!(column_name("2nd address").as_deref(), Some("c_2nd_address"));
+        assert_eq!(column_name("Ünïcode").as_deref(), Some("n_code"));
+        assert_eq!(column_name("--").as_deref(), None);
+        let long = column_name(&"a_".repeat(100)).unwrap();
+        assert!(long.len() <= 64 && !long.ends_with('_'), "{long}");
+        for name in ["Coupon Code", "2nd address", "x"] {
+            assert!(shoplake_lake::is_column_name(&column_name(name).unwrap()));
+        }
+    }
+
+    #[test]
+    fn extras_stay_aligned_with_rows_whichever_row_brings_a_field() {
+        let mut out = EtlOutput::default();
+        let mut x = Extras::new(&schema::REVIEWS);
+        x.push([], "a.csv", &mut out);
+        x.push(
+            [("Color", Some("red")), ("rating", Some("5"))],
+            "b.csv",
+            &mut out,
+        );
+        x.push(
+            [("size", Some("L")), ("colour!", Some("x"))],
+            "b.csv",
+            &mut out,
+        );
+        x.push([("Color", None)], "c.csv", &mut out);
+        let ids = arrow::array::Int32Array::from(vec![1, 2, 3, 4]);
+        let base = RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef)]).unwrap();
+        let b = x.finish(base).unwrap();
+        let col = |n: &str| {
+            let c = b.column_by_name(n).unwrap();
+            let c = c
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            (0..c.len())
+                .map(|i| c.is_valid(i).then(|| c.value(i).to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(col("color"), [None, Some("red".into()), None, None]);
+        assert_eq!(col("size"), [None, None, Some("L".into()), None]);
+        assert_eq!(col("colour"), [None, None, Some("x".into()), None]);
+        assert_eq!(
+            out.new_columns.keys().collect::<Vec<_>>(),
+            ["color", "colour", "size"]
+        );
+        assert_eq!(out.new_columns["color"], "b.csv");
+        // `rating` is one of processed.reviews' own columns
+        assert_eq!(out.ignored_fields.keys().collect::<Vec<_>>(), ["rating"]);
+    }
+
     fn raw(dir: &Path, date: &str, name: &str, text: &str) -> RawFile {
         let d = dir.join(format!("date={date}"));
         std::fs::create_dir_all(&d).unwrap();

@@ -33,6 +33,7 @@ mod lake;
 pub use error::{LakeError, Result};
 pub use lake::{
     Appender, Lake, MaintainOptions, Maintained, WriteMode, WriteStats, conform, dates_predicate,
+    is_column_name,
 };
 
 pub use deltalake;
