@@ -105,6 +105,12 @@ pub enum Command {
     /// Manage the write keys of event sources.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the people who log in to the dashboard and the API.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API tokens, for scripts and tools that call /api.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Lake upkeep: compaction, vacuum, log trimming, raw-zone retention.
     #[command(subcommand)]
     Lake(LakeCommand),
@@ -161,6 +167,96 @@ pub enum KeysCommand {
     /// server stops accepting it within two seconds.
     Revoke {
         /// Source name or key prefix.
+        name: String,
+    },
+}
+
+/// What an account may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// Dashboards and reports.
+    Viewer,
+    /// + ad-hoc SQL.
+    Analyst,
+    /// + keys, users, tokens and the pipeline.
+    Admin,
+}
+
+/// Where a password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The password (visible in the shell's history and to `ps`: prefer the prompt
+    /// or --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user. The password is asked for at the terminal (twice), or taken
+    /// from --password or --password-stdin; at least 8 characters, stored as an
+    /// argon2id hash.
+    Add {
+        /// Login name.
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List the users and their roles.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// Remove a user; their sessions end at once.
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password (and role, with --role); their sessions end.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// A new role.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+/// `tokens ...`
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token; it is printed once and stored only as a hash. Send it
+    /// as `Authorization: Bearer <token>`.
+    Create {
+        /// What it is for (`grafana`, `nightly-export`).
+        name: String,
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// It stops working after this many days (default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_days: Option<u32>,
+    },
+    /// List the tokens (prefixes only), their roles and last use.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// Revoke the tokens with this name, or one token by its id; it stops
+    /// working at once.
+    Revoke {
+        /// Token name or id.
         name: String,
     },
 }

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use shoplake_core::schema;
 use shoplake_core::sources::Source;
 use shoplake_core::time;
+use shoplake_jobs::accounts::Role;
 use shoplake_jobs::alerts::Alerter;
 use shoplake_jobs::pipeline::{self, PipelineOptions, fmt_secs};
 use shoplake_jobs::quality;
@@ -24,8 +25,9 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, PipelineCommand,
-    QualityCommand, ReportArgs, ServeArgs, SourceArg,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, PasswordArgs,
+    PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand,
+    UsersCommand,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -104,6 +106,8 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
         Command::Catalog(c) => catalog_cmd(env, c).await,
         Command::Serve(a) => serve(env, a).await,
         Command::Keys(k) => keys_cmd(env, k),
+        Command::Users(u) => users_cmd(env, u),
+        Command::Tokens(t) => tokens_cmd(env, t),
         Command::Config => {
             out(env.config.to_toml().as_bytes())?;
             Ok(ExitCode::SUCCESS)
@@ -1202,6 +1206,157 @@ fn keys_cmd(env: &Env, k: KeysCommand) -> Result<ExitCode> {
             }
             file.write(&env.data)?;
             say(env, &format!("revoked {n} key(s) of {name:?}"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn role(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Viewer => Role::Viewer,
+        RoleArg::Analyst => Role::Analyst,
+        RoleArg::Admin => Role::Admin,
+    }
+}
+
+/// The password from the flags, standard input, or a prompt (twice).
+fn read_password(p: &PasswordArgs, name: &str) -> Result<String> {
+    if let Some(pw) = &p.password {
+        return Ok(pw.clone());
+    }
+    if p.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for the password: pass --password-stdin (or --password)");
+    }
+    let first = rpassword::prompt_password(format!("password for {name}: "))?;
+    let again = rpassword::prompt_password("again: ")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+fn users_cmd(env: &Env, u: UsersCommand) -> Result<ExitCode> {
+    let store = open_store(env)?;
+    match u {
+        UsersCommand::Add {
+            name,
+            role: r,
+            password,
+        } => {
+            if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("a user name needs at least one character and no spaces");
+            }
+            let hash = shoplake_server::auth::hash_password(&read_password(&password, &name)?)?;
+            store.add_user(&name, role(r), &hash)?;
+            say(env, &format!("added {name} ({})", role(r)));
+        }
+        UsersCommand::List { format } => {
+            let rows: Vec<Vec<String>> = store
+                .users()?
+                .into_iter()
+                .map(|u| vec![u.name, u.role.to_string(), u.created_at, u.changed_at])
+                .collect();
+            let batch = strings_batch(
+                &["name", "role", "created_at", "password_changed_at"],
+                &rows,
+            )?;
+            print_batches(&[batch], format)?;
+        }
+        UsersCommand::Remove { name } => {
+            if !store.remove_user(&name)? {
+                bail!("no user {name:?} (see `shoplake users list`)");
+            }
+            say(env, &format!("removed {name}; their sessions ended"));
+        }
+        UsersCommand::Passwd {
+            name,
+            role: r,
+            password,
+        } => {
+            if store.user(&name)?.is_none() {
+                bail!("no user {name:?} (see `shoplake users list`)");
+            }
+            let hash = if r.is_some() && password.password.is_none() && !password.password_stdin {
+                None // a role change alone
+            } else {
+                Some(shoplake_server::auth::hash_password(&read_password(
+                    &password, &name,
+                )?)?)
+            };
+            store.update_user(&name, hash.as_deref(), r.map(role))?;
+            say(env, &format!("updated {name}; their sessions ended"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tokens_cmd(env: &Env, t: TokensCommand) -> Result<ExitCode> {
+    let store = open_store(env)?;
+    match t {
+        TokensCommand::Create {
+            name,
+            role: r,
+            expires_days,
+        } => {
+            let expires = expires_days.map(|d| {
+                (chrono::Utc::now() + chrono::Duration::days(i64::from(d)))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            });
+            let (token, id) =
+                shoplake_server::auth::create_token(&store, &name, role(r), expires.as_deref())?;
+            out(format!("{token}\n").as_bytes())?;
+            say(
+                env,
+                &format!(
+                    "created API token {id} {name:?} ({}); it is shown only now (stored as a hash). \
+                     Send it as `Authorization: Bearer <token>`.",
+                    role(r)
+                ),
+            );
+        }
+        TokensCommand::List { format } => {
+            let rows: Vec<Vec<String>> = store
+                .tokens()?
+                .into_iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.name,
+                        t.role.to_string(),
+                        format!("{}…", t.prefix),
+                        t.created_at,
+                        t.expires_at.unwrap_or_default(),
+                        t.revoked_at.unwrap_or_default(),
+                        t.last_used_at.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let batch = strings_batch(
+                &[
+                    "id",
+                    "name",
+                    "role",
+                    "token",
+                    "created_at",
+                    "expires_at",
+                    "revoked_at",
+                    "last_used_at",
+                ],
+                &rows,
+            )?;
+            print_batches(&[batch], format)?;
+        }
+        TokensCommand::Revoke { name } => {
+            let n = store.revoke_token(&name)?;
+            if n == 0 {
+                bail!("no live token named {name:?} or with that id (see `shoplake tokens list`)");
+            }
+            say(env, &format!("revoked {n} token(s) {name:?}"));
         }
     }
     Ok(ExitCode::SUCCESS)

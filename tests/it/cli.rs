@@ -1,6 +1,6 @@
 //! The `shoplake` binary as a user runs it: exit codes, messages, formats.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -557,4 +557,122 @@ fn serve_refuses_a_malformed_write_key_flag() {
     );
     assert!(!out.ok);
     assert!(out.stderr.contains("NAME=KEY"), "{}", out.both());
+}
+
+#[test]
+fn users_and_tokens_are_managed_and_never_stored_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut add = shoplake(&data);
+    add.args([
+        "users",
+        "add",
+        "ana",
+        "--role",
+        "analyst",
+        "--password-stdin",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = run(
+        &data,
+        &[
+            "users",
+            "add",
+            "ana",
+            "--role",
+            "viewer",
+            "--password",
+            "another password",
+        ],
+    )
+    .failure();
+    assert!(again.stderr.contains("exists"), "{}", again.both());
+    let short = run(
+        &data,
+        &[
+            "users",
+            "add",
+            "bo",
+            "--role",
+            "viewer",
+            "--password",
+            "short",
+        ],
+    )
+    .failure();
+    assert!(short.stderr.contains("8 characters"), "{}", short.both());
+    let no_tty = run(&data, &["users", "add", "cy", "--role", "viewer"]).failure();
+    assert!(
+        no_tty.stderr.contains("--password-stdin"),
+        "{}",
+        no_tty.both()
+    );
+    let (header, rows) = csv_records(
+        &run(&data, &["users", "list", "--format", "csv"])
+            .success()
+            .stdout,
+    );
+    assert_eq!(header[..2], ["name", "role"]);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][..2], ["ana", "analyst"]);
+    run(&data, &["users", "passwd", "ana", "--role", "admin"]).success();
+    let (_, rows) = csv_records(&run(&data, &["users", "list", "--format", "csv"]).stdout);
+    assert_eq!(rows[0][1], "admin");
+
+    let token = run(
+        &data,
+        &[
+            "tokens",
+            "create",
+            "grafana",
+            "--role",
+            "viewer",
+            "--expires-days",
+            "30",
+        ],
+    )
+    .success()
+    .stdout
+    .trim()
+    .to_string();
+    assert!(token.starts_with("slt_") && token.len() > 30, "{token:?}");
+    let db = std::fs::read(data.join("state/shoplake.db")).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token itself was stored"
+    );
+    assert!(
+        !db.windows(22).any(|w| w == b"a long enough password"),
+        "the password itself was stored"
+    );
+    let (header, rows) = csv_records(
+        &run(&data, &["tokens", "list", "--format", "csv"])
+            .success()
+            .stdout,
+    );
+    assert_eq!(header[..4], ["id", "name", "role", "token"]);
+    assert_eq!(rows[0][1..3], ["grafana", "viewer"]);
+    assert!(rows[0][3].starts_with(&token[..8]) && !rows[0][3].contains(&token[8..]));
+    assert!(!rows[0][5].is_empty(), "expires_at is set");
+    run(&data, &["tokens", "revoke", "grafana"]).success();
+    let none = run(&data, &["tokens", "revoke", "grafana"]).failure();
+    assert!(none.stderr.contains("no live token"), "{}", none.both());
+    run(&data, &["users", "remove", "ana"]).success();
+    assert!(
+        run(&data, &["users", "remove", "ana"])
+            .failure()
+            .stderr
+            .contains("no user")
+    );
 }

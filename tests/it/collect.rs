@@ -97,15 +97,16 @@ fn post_json(addr: SocketAddr, path: &str, body: &str) -> Resp {
 const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 
 /// A server running in this process.
-struct Server {
-    addr: SocketAddr,
+pub(crate) struct Server {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
     data: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<shoplake_server::Result<()>>,
 }
 
 impl Server {
-    async fn start(data: &Path, config: Config) -> Server {
+    pub(crate) async fn start(data: &Path, config: Config) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,7 +135,7 @@ impl Server {
     }
 
     /// Graceful stop: everything acknowledged is committed when it returns.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().expect("server stopped cleanly");
     }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod api;
 mod cli;
 mod collect;
 mod crash;

@@ -268,6 +268,8 @@ pub struct QueryConfig {
     /// Extra report `.sql` files (beside the built-in ones); a file with a
     /// built-in's name replaces it.
     pub reports_dir: Option<PathBuf>,
+    /// Rows `POST /api/sql` returns at most (the answer says when it cut).
+    pub api_max_rows: usize,
 }
 
 impl Default for QueryConfig {
@@ -276,6 +278,7 @@ impl Default for QueryConfig {
             timeout_secs: 300,
             memory_limit_mb: 0,
             reports_dir: None,
+            api_max_rows: 10_000,
         }
     }
 }
@@ -330,6 +333,9 @@ pub struct ServerConfig {
     pub geoip_db: Option<PathBuf>,
     /// Take the client address from `X-Forwarded-For` (behind a proxy you trust).
     pub trust_forwarded_for: bool,
+    /// Mark the login cookie `Secure` (browsers then send it over HTTPS
+    /// only): set it when users reach shoplake through HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -348,6 +354,7 @@ impl Default for ServerConfig {
             dedup_window_events: 2_000_000,
             geoip_db: None,
             trust_forwarded_for: false,
+            secure_cookies: false,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention.
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod alerts;
 pub mod curate;
 pub mod etl;

@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::error::{JobError, Result};
 
 /// The schema; `PRAGMA user_version` records how far it was applied.
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         run_id      TEXT PRIMARY KEY,
         trigger     TEXT NOT NULL,
         status      TEXT NOT NULL,
@@ -56,7 +57,34 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         cleared_at  TEXT,
         delivery    TEXT NOT NULL DEFAULT ''
     );
-    CREATE INDEX alerts_open ON alerts(key) WHERE cleared_at IS NULL;"];
+    CREATE INDEX alerts_open ON alerts(key) WHERE cleared_at IS NULL;",
+    // accounts (see accounts.rs)
+    "CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        changed_at    TEXT NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        name         TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        prefix       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT,
+        revoked_at   TEXT,
+        last_used_at TEXT
+    );
+    CREATE TABLE sessions (
+        hash       TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        csrf       TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );",
+];
 
 /// A run's or step's state.
 pub mod status {
@@ -216,7 +244,7 @@ impl Store {
         &self.path
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(db_err(&self.path))
     }

@@ -101,6 +101,38 @@ impl QueryEngine {
         }
     }
 
+    /// [`QueryEngine::query`] returning at most `max_rows` rows; true when
+    /// the query had more.
+    pub async fn query_limited(
+        &self,
+        sql: &str,
+        max_rows: usize,
+    ) -> Result<(Vec<RecordBatch>, bool)> {
+        let df = self.plan(sql).await?;
+        let schema = df.schema().inner().clone();
+        let df = df
+            .limit(0, Some(max_rows.saturating_add(1)))
+            .map_err(|e| explain_error(e, sql))?;
+        let mut batches = match tokio::time::timeout(self.timeout, df.collect()).await {
+            Ok(r) => r.map_err(|e| explain_error(e, sql))?,
+            Err(_) => return Err(QueryError::Timeout(self.timeout)),
+        };
+        let mut left = max_rows;
+        let mut truncated = false;
+        for b in &mut batches {
+            if b.num_rows() > left {
+                *b = b.slice(0, left);
+                truncated = true;
+            }
+            left -= b.num_rows();
+        }
+        batches.retain(|b| b.num_rows() > 0);
+        if batches.is_empty() {
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        Ok((batches, truncated))
+    }
+
     /// Runs a query on behalf of shoplake's own jobs (no read-only check, no timeout).
     pub async fn run_internal(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let df = self.ctx.sql(sql).await.map_err(|e| explain_error(e, sql))?;

@@ -18,9 +18,12 @@
 //! and `GET /v1/pixel/{method}`; Snowplow `POST /com.snowplowanalytics.snowplow/tp2`
 //! and `GET /i`; GA4 `POST /mp/collect`; PostHog `POST /i/v0/e/`, `/capture/`,
 //! `/batch/`; AWS Clickstream `POST /collect`; the tracker `GET /sdk.js`; a demo
-//! shop `GET /demo/store`; `GET /healthz`, `/readyz`, `/metrics`.
+//! shop `GET /demo/store`; `GET /healthz`, `/readyz`, `/metrics`; the query
+//! API `/api/...` and `/login` (see [`auth`] and `docs/api.md`).
 #![deny(missing_docs)]
 
+mod api;
+pub mod auth;
 mod error;
 pub mod keys;
 pub mod metrics;
@@ -180,7 +183,19 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(%addr, "collector listening");
-    let router = routes::router(app.clone());
+    let store = shoplake_jobs::store::Store::open(&lake.state_dir())
+        .map_err(|e| ServerError::Invalid(e.to_string()))?;
+    let api = Arc::new(api::Api {
+        store: Arc::new(store),
+        engine: shoplake_query::QueryEngine::new(&lake, &cfg.query)
+            .map_err(|e| ServerError::Invalid(e.to_string()))?,
+        runtime: api::QueryRuntime::new()
+            .map_err(|e| ServerError::Io(format!("starting the query threads: {e}")))?,
+        reports_dir: cfg.query.reports_dir.clone(),
+        max_rows: cfg.query.api_max_rows,
+        secure_cookies: srv.secure_cookies,
+    });
+    let router = routes::router(app.clone()).merge(api::router(api));
     let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

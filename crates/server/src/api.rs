@@ -1,0 +1,474 @@
+//! The query API and login: `/api/...` for reports and read-only SQL,
+//! `/login` and `/logout` for the dashboard's session cookie.
+//!
+//! | route | role |
+//! | --- | --- |
+//! | `GET /api/openapi.json` | anyone |
+//! | `GET /api/me` | any account |
+//! | `GET /api/reports`, `GET /api/reports/{name}` | viewer |
+//! | `POST /api/sql` | analyst |
+//! | `GET /login`, `POST /login`, `POST /logout` | anyone (logout: the session's) |
+//!
+//! Queries run on their own runtime (`shoplake-query` threads), so a heavy
+//! query never delays the collector's requests. Errors are JSON
+//! `{"error": "..."}` with 400 (bad SQL, a refused statement, a bad
+//! parameter), 401 (who are you), 403 (not allowed), 404, 408 (timeout) or
+//! 500.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use shoplake_jobs::accounts::Role;
+use shoplake_jobs::store::Store;
+use shoplake_query::output::{OutputFormat, to_string};
+use shoplake_query::{QueryEngine, QueryError, reports};
+
+use crate::auth::{self, Denied, Principal, Via};
+
+/// A runtime of its own for queries; shut down without blocking when the
+/// server stops.
+pub(crate) struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    pub(crate) fn new() -> std::io::Result<QueryRuntime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("shoplake-query")
+            .enable_all()
+            .build()?;
+        Ok(QueryRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("alive until dropped").handle()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Shared state of the API's handlers.
+pub(crate) struct Api {
+    pub(crate) store: Arc<Store>,
+    pub(crate) engine: QueryEngine,
+    pub(crate) runtime: QueryRuntime,
+    pub(crate) reports_dir: Option<PathBuf>,
+    pub(crate) max_rows: usize,
+    pub(crate) secure_cookies: bool,
+}
+
+pub(crate) fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/me", get(me))
+        .route("/api/reports", get(list_reports))
+        .route("/api/reports/{name}", get(run_report))
+        .route("/api/sql", post(sql))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .with_state(api)
+}
+
+/// An error answer: status and `{"error": reason}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"shoplake\""),
+            );
+        }
+        r
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        ApiError(d.status, d.reason)
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let status = match &e {
+            QueryError::Plan(_) | QueryError::ReadOnly(_) | QueryError::Report(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            QueryError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            QueryError::Resources(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+impl Api {
+    /// The request's principal, refused below `role`; a session's change
+    /// must carry its CSRF token.
+    fn allow(&self, headers: &HeaderMap, role: Role, change: bool) -> ApiResult<Principal> {
+        let p = auth::authenticate(&self.store, headers)?;
+        p.require(role)?;
+        if change {
+            let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+            p.check_csrf(given)?;
+        }
+        Ok(p)
+    }
+
+    /// Runs `sql` on the query runtime, returning at most `max_rows` rows
+    /// (`None`: all) and whether it cut.
+    async fn query(
+        &self,
+        sql: String,
+        max_rows: Option<usize>,
+    ) -> ApiResult<(Vec<arrow::array::RecordBatch>, bool)> {
+        let engine = self.engine.clone();
+        self.runtime
+            .handle()
+            .spawn(async move {
+                match max_rows {
+                    Some(n) => engine.query_limited(&sql, n).await,
+                    None => engine.query(&sql).await.map(|b| (b, false)),
+                }
+            })
+            .await
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("query task: {e}"),
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+}
+
+/// `json` (default) or `csv`, from `?format=` or the Accept header.
+fn wanted_format(format: Option<&str>, headers: &HeaderMap) -> ApiResult<OutputFormat> {
+    match format {
+        Some("json") => Ok(OutputFormat::Json),
+        Some("csv") => Ok(OutputFormat::Csv),
+        Some(other) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("format {other:?}: use json or csv"),
+        )),
+        None => {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            Ok(if accept.contains("text/csv") {
+                OutputFormat::Csv
+            } else {
+                OutputFormat::Json
+            })
+        }
+    }
+}
+
+/// Rows as the answer's body: CSV, or JSON `{columns, rows, ...extra}`.
+fn rows_response(
+    batches: &[arrow::array::RecordBatch],
+    format: OutputFormat,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<Response> {
+    let text = to_string(batches, format).map_err(ApiError::from)?;
+    if format == OutputFormat::Csv {
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response());
+    }
+    let rows: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rows as JSON: {e}"),
+        )
+    })?;
+    let columns: Vec<serde_json::Value> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut body = serde_json::Map::new();
+    body.insert("columns".into(), columns.into());
+    body.insert("rows".into(), rows);
+    body.extend(extra);
+    Ok(axum::Json(serde_json::Value::Object(body)).into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn me(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    let p = api.allow(&headers, Role::Viewer, false)?;
+    let csrf = match &p.via {
+        Via::Session { csrf, .. } => Some(csrf.clone()),
+        Via::Token => None,
+    };
+    Ok(axum::Json(serde_json::json!({
+        "name": p.name,
+        "role": p.role,
+        "via": if csrf.is_some() { "session" } else { "token" },
+        "csrf_token": csrf,
+    }))
+    .into_response())
+}
+
+async fn list_reports(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    api.allow(&headers, Role::Viewer, false)?;
+    let all = reports::all(api.reports_dir.as_deref()).map_err(ApiError::from)?;
+    let list: Vec<serde_json::Value> = all
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                "title": r.title,
+                "description": r.description,
+                "params": r.params.iter().map(|(p, d)| serde_json::json!({"name": p, "default": d})).collect::<Vec<_>>(),
+                "url": format!("/api/reports/{}", r.name),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "reports": list })).into_response())
+}
+
+async fn run_report(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    Query(mut params): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    api.allow(&headers, Role::Viewer, false)?;
+    let format = wanted_format(params.remove("format").as_deref(), &headers)?;
+    let report = reports::find(api.reports_dir.as_deref(), &name)
+        .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+    params.retain(|_, v| !v.is_empty());
+    let sql = report.render(&params).map_err(ApiError::from)?;
+    let t0 = Instant::now();
+    let (batches, _) = api.query(sql, None).await?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("report".into(), report.name.clone().into());
+    extra.insert("title".into(), report.title.clone().into());
+    extra.insert(
+        "params".into(),
+        serde_json::to_value(&params).unwrap_or_default(),
+    );
+    extra.insert(
+        "elapsed_ms".into(),
+        (t0.elapsed().as_millis() as u64).into(),
+    );
+    rows_response(&batches, format, extra)
+}
+
+#[derive(Deserialize)]
+struct SqlRequest {
+    sql: String,
+}
+
+async fn sql(
+    State(api): State<Arc<Api>>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Response> {
+    let p = api.allow(&headers, Role::Analyst, true)?;
+    let format = wanted_format(q.get("format").map(String::as_str), &headers)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let text = if is_json {
+        serde_json::from_str::<SqlRequest>(&body)
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be {{\"sql\": \"SELECT ...\"}}: {e}"),
+                )
+            })?
+            .sql
+    } else {
+        body
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "no SQL given".into()));
+    }
+    let t0 = Instant::now();
+    let result = api.query(text, Some(api.max_rows)).await;
+    let ms = t0.elapsed().as_millis() as u64;
+    match &result {
+        Ok(_) => tracing::info!(user = %p.name, ms, "SQL query"),
+        Err(e) => tracing::info!(user = %p.name, ms, error = %e.1, "SQL query refused or failed"),
+    }
+    let (batches, truncated) = result?;
+    let mut extra = serde_json::Map::new();
+    extra.insert("truncated".into(), truncated.into());
+    extra.insert("max_rows".into(), api.max_rows.into());
+    extra.insert("elapsed_ms".into(), ms.into());
+    let mut r = rows_response(&batches, format, extra)?;
+    if truncated {
+        r.headers_mut()
+            .insert("x-shoplake-truncated", HeaderValue::from(api.max_rows));
+    }
+    Ok(r)
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width,initial-scale=1\">\
+         <meta name=color-scheme content=\"light dark\"><title>{title} · shoplake</title>\
+         <style>body{{font:16px system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}}\
+         label,input,button{{display:block;width:100%;box-sizing:border-box;margin:.3rem 0}}\
+         input,button{{padding:.5rem;font:inherit}}.err{{color:#c0392b}}</style></head>\
+         <body><h1>shoplake</h1>{body}</body></html>"
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn login_form(error: Option<&str>, name: &str) -> String {
+    let err = error.map_or(String::new(), |e| {
+        format!("<p class=err role=alert>{}</p>", escape(e))
+    });
+    page(
+        "Log in",
+        &format!(
+            "{err}<form method=post action=/login>\
+             <label for=name>User</label><input id=name name=name autocomplete=username required value=\"{}\">\
+             <label for=password>Password</label><input id=password name=password type=password autocomplete=current-password required>\
+             <button type=submit>Log in</button></form>",
+            escape(name)
+        ),
+    )
+}
+
+async fn login_page() -> Html<String> {
+    Html(login_form(None, ""))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+}
+
+async fn login(State(api): State<Arc<Api>>, Form(f): Form<LoginForm>) -> Response {
+    let store = api.store.clone();
+    let name = f.name.trim().to_string();
+    let who = name.clone();
+    // argon2 costs tens of milliseconds of CPU: not on the I/O threads
+    let checked =
+        tokio::task::spawn_blocking(move || -> Result<Option<(String, String)>, String> {
+            let user = store.user(&who).map_err(|e| e.to_string())?;
+            // a missing user costs a hash too, so timing does not tell names apart
+            let hash = user
+                .as_ref()
+                .map_or(DUMMY_HASH.as_str(), |u| u.password_hash.as_str());
+            if auth::verify_password(&f.password, hash) && user.is_some() {
+                auth::start_session(&store, &who)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            } else {
+                Ok(None)
+            }
+        })
+        .await;
+    match checked {
+        Ok(Ok(Some((id, _csrf)))) => {
+            tracing::info!(user = %name, "logged in");
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+            if let Ok(v) =
+                HeaderValue::from_str(&auth::session_cookie(Some(&id), api.secure_cookies))
+            {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(Ok(None)) => {
+            tracing::warn!(user = %name, "failed login");
+            (
+                StatusCode::UNAUTHORIZED,
+                Html(login_form(Some("Wrong user or password."), &name)),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Html(page("Error", &escape(&e))),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Html(page("Error", &escape(&e.to_string()))),
+        )
+            .into_response(),
+    }
+}
+
+async fn logout(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Response> {
+    let p = auth::authenticate(&api.store, &headers)?;
+    let Via::Session { hash, .. } = &p.via else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "only a login session logs out; revoke a token with `shoplake tokens revoke`".into(),
+        ));
+    };
+    let given = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            // a form's `csrf` field (the token is letters and digits only)
+            body.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "csrf")
+                .map(|(_, v)| v.to_string())
+        });
+    p.check_csrf(given.as_deref())?;
+    api.store
+        .remove_session(hash)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&auth::session_cookie(None, api.secure_cookies)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// An argon2id hash, verified against when the user does not exist.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    auth::hash_password("no such user, no such password").unwrap_or_default()
+});
+
+/// The OpenAPI document of `/api`.
+const OPENAPI: &str = include_str!("openapi.json");

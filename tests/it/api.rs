@@ -1,0 +1,390 @@
+//! The query API and accounts: every `/api` route refuses anonymous callers,
+//! too-low roles, revoked and expired tokens and ended sessions; reports
+//! answer what `shoplake report` computes; SQL is read-only and bounded;
+//! login sessions need their CSRF token for changes.
+
+use shoplake_core::config::Config;
+use shoplake_jobs::accounts::Role;
+use shoplake_jobs::pipeline::PipelineOptions;
+use shoplake_jobs::store::Store;
+use shoplake_server::auth;
+
+use crate::collect::{Resp, Server, http};
+use crate::common::{Fixture, START, day, run_report, small_config, ymd};
+
+fn json(r: &Resp) -> serde_json::Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "{} is not JSON ({e}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+    })
+}
+
+fn header<'r>(r: &'r Resp, name: &str) -> Option<&'r str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn get(s: &Server, path: &str, auth: &[(&str, &str)]) -> Resp {
+    http(s.addr, "GET", path, auth, b"").unwrap()
+}
+
+fn sql(s: &Server, auth: &[(&str, &str)], q: &str) -> Resp {
+    let mut h = auth.to_vec();
+    h.push(("Content-Type", "application/json"));
+    let body = serde_json::json!({ "sql": q }).to_string();
+    http(s.addr, "POST", "/api/sql", &h, body.as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (viewer, _) = auth::create_token(&store, "dash", Role::Viewer, None).unwrap();
+    let (analyst, _) = auth::create_token(&store, "notebook", Role::Analyst, None).unwrap();
+    let (revoked, _) = auth::create_token(&store, "old", Role::Admin, None).unwrap();
+    assert_eq!(store.revoke_token("old").unwrap(), 1);
+    let (expired, _) = auth::create_token(
+        &store,
+        "temp",
+        Role::Admin,
+        Some("2020-01-01T00:00:00.000Z"),
+    )
+    .unwrap();
+    let mut cfg = Config::default();
+    cfg.query.api_max_rows = 5;
+    let s = Server::start(fx.dir.path(), cfg).await;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (viewer, analyst, revoked, expired) = (
+        bearer(&viewer),
+        bearer(&analyst),
+        bearer(&revoked),
+        bearer(&expired),
+    );
+
+    // anonymous, revoked, expired, malformed: 401 on every route but the document
+    let routes = [
+        ("GET", "/api/me"),
+        ("GET", "/api/reports"),
+        ("GET", "/api/reports/daily_kpis"),
+        ("POST", "/api/sql"),
+    ];
+    for (creds, why) in [
+        (None, "log in"),
+        (Some(revoked.as_str()), "revoked"),
+        (Some(expired.as_str()), "expired"),
+        (Some("Bearer slt_nonsense"), "unknown API token"),
+        (Some("Basic Zm9vOmJhcg=="), "Bearer"),
+    ] {
+        for (method, path) in routes {
+            let h: Vec<(&str, &str)> = creds.map(|c| ("Authorization", c)).into_iter().collect();
+            let r = http(s.addr, method, path, &h, b"{\"sql\": \"SELECT 1\"}").unwrap();
+            assert_eq!(r.status, 401, "{method} {path} with {creds:?}");
+            assert!(
+                json(&r)["error"].as_str().unwrap().contains(why),
+                "{method} {path} with {creds:?}: {}",
+                json(&r)
+            );
+            assert!(header(&r, "www-authenticate").is_some());
+        }
+    }
+    let doc = get(&s, "/api/openapi.json", &[]);
+    assert_eq!(doc.status, 200);
+    let doc = json(&doc);
+    for path in ["/api/reports/{name}", "/api/sql", "/api/me"] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+
+    // a viewer reads reports, not SQL
+    let v = [("Authorization", viewer.as_str())];
+    let me = json(&get(&s, "/api/me", &v));
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("dash"), Some("viewer"))
+    );
+    let list = json(&get(&s, "/api/reports", &v));
+    let names: Vec<&str> = list["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    for (name, _) in shoplake_query::reports::BUILTIN {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    let r = sql(&s, &v, "SELECT 1");
+    assert_eq!(r.status, 403, "{}", json(&r));
+    assert!(
+        json(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs analyst")
+    );
+
+    // a report's rows are what the report computes on the lake
+    let from = ymd(day(START) + 3);
+    let to = ymd(day(START) + 9);
+    let r = get(
+        &s,
+        &format!("/api/reports/daily_kpis?from={from}&to={to}"),
+        &v,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let body = json(&r);
+    let want = run_report(&fx.engine(), "daily_kpis", &[("from", &from), ("to", &to)]).await;
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), want.len());
+    assert_eq!(rows.len(), 7, "one row a day");
+    for (i, row) in rows.iter().enumerate() {
+        let w = want.row(i);
+        assert_eq!(row["date"].as_str().unwrap(), ymd(w.date("date")));
+        assert_eq!(row["orders"].as_i64().unwrap(), w.i64("orders"), "{row}");
+    }
+    assert!(
+        body["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "net_revenue")
+    );
+    let csv = get(
+        &s,
+        &format!("/api/reports/daily_kpis?from={from}&to={to}&format=csv"),
+        &v,
+    );
+    assert_eq!(
+        header(&csv, "content-type"),
+        Some("text/csv; charset=utf-8")
+    );
+    let text = String::from_utf8(csv.body).unwrap();
+    assert!(text.starts_with("date,"), "{text}");
+    assert_eq!(text.lines().count(), 8, "a header and 7 days");
+    for (path, status, says) in [
+        ("/api/reports/no_such_report", 404, "no_such_report"),
+        ("/api/reports/daily_kpis?from=yesterday", 400, "not a date"),
+        ("/api/reports/daily_kpis?colour=red", 400, "no parameter"),
+        ("/api/reports/daily_kpis?format=xml", 400, "json or csv"),
+    ] {
+        let r = get(&s, path, &v);
+        assert_eq!(r.status, status, "{path}: {}", json(&r));
+        assert!(
+            json(&r)["error"].as_str().unwrap().contains(says),
+            "{path}: {}",
+            json(&r)
+        );
+    }
+
+    // an analyst runs read-only SQL, bounded
+    let a = [("Authorization", analyst.as_str())];
+    let r = sql(&s, &a, "SELECT count(*) AS n FROM processed.transactions");
+    assert_eq!(r.status, 200, "{}", json(&r));
+    let n = fx
+        .query("SELECT count(*) AS n FROM processed.transactions")
+        .await
+        .row(0)
+        .i64("n");
+    assert_eq!(json(&r)["rows"][0]["n"].as_i64(), Some(n));
+    assert_eq!(json(&r)["truncated"], false);
+    let r = sql(
+        &s,
+        &a,
+        "SELECT event_id FROM processed.events ORDER BY event_id",
+    );
+    let body = json(&r);
+    assert_eq!(
+        body["rows"].as_array().unwrap().len(),
+        5,
+        "query.api_max_rows"
+    );
+    assert_eq!(body["truncated"], true);
+    assert_eq!(header(&r, "x-shoplake-truncated"), Some("5"));
+    for (stmt, says) in [
+        ("DROP TABLE curated.daily_kpis", "read-only"),
+        (
+            "INSERT INTO curated.daily_kpis SELECT * FROM curated.daily_kpis",
+            "read-only",
+        ),
+        (
+            "COPY (SELECT 1) TO '/tmp/shoplake-api-copy.csv'",
+            "read-only",
+        ),
+        (
+            "CREATE EXTERNAL TABLE pw (a TEXT) STORED AS CSV LOCATION '/etc/passwd'",
+            "read-only",
+        ),
+        ("SET datafusion.execution.batch_size = 1", "read-only"),
+        ("SELECT * FROM '/etc/passwd'", "not found"),
+        ("SELECT * FROM processed.no_such_table", "available tables"),
+        ("SELEKT 1", "Expected"),
+    ] {
+        let r = sql(&s, &a, stmt);
+        assert_eq!(
+            r.status,
+            400,
+            "`{stmt}`: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            json(&r)["error"].as_str().unwrap().contains(says),
+            "`{stmt}`: {}",
+            json(&r)
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/shoplake-api-copy.csv").exists());
+    let r = http(
+        s.addr,
+        "POST",
+        "/api/sql?format=csv",
+        &[
+            ("Authorization", analyst.as_str()),
+            ("Content-Type", "text/plain"),
+        ],
+        b"SELECT 1 AS one",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, String::from_utf8(r.body).unwrap().as_str()),
+        (200, "one\n1\n")
+    );
+    let used = store.tokens().unwrap();
+    assert!(
+        used.iter()
+            .find(|t| t.name == "notebook")
+            .unwrap()
+            .last_used_at
+            .is_some(),
+        "token use is recorded"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_session_needs_its_csrf_token_for_changes_and_ends_on_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    store
+        .add_user(
+            "ada",
+            Role::Admin,
+            &auth::hash_password("correct horse battery").unwrap(),
+        )
+        .unwrap();
+    store
+        .add_user(
+            "vic",
+            Role::Viewer,
+            &auth::hash_password("viewer password").unwrap(),
+        )
+        .unwrap();
+    let s = Server::start(dir.path(), Config::default()).await;
+    let form = |name: &str, pw: &str| {
+        http(
+            s.addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            format!("name={name}&password={}", pw.replace(' ', "+")).as_bytes(),
+        )
+        .unwrap()
+    };
+    let page = get(&s, "/login", &[]);
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("type=password"));
+    for (name, pw) in [
+        ("ada", "wrong horse battery"),
+        ("nobody", "correct horse battery"),
+    ] {
+        let r = form(name, pw);
+        assert_eq!(r.status, 401, "{name}");
+        assert!(String::from_utf8_lossy(&r.body).contains("Wrong user or password"));
+        assert!(header(&r, "set-cookie").is_none());
+    }
+    let r = form("ada", "correct horse battery");
+    assert_eq!(r.status, 303);
+    assert_eq!(header(&r, "location"), Some("/"));
+    let set = header(&r, "set-cookie").unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_string();
+    assert!(cookie.starts_with("shoplake_session=sls_"), "{cookie}");
+    let c = [("Cookie", cookie.as_str())];
+    let me = json(&get(&s, "/api/me", &c));
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["via"], "session");
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+
+    // a change without the CSRF token is refused; with it, it goes through
+    let r = sql(&s, &c, "SELECT 1 AS one");
+    assert_eq!(r.status, 403);
+    assert!(json(&r)["error"].as_str().unwrap().contains("CSRF"));
+    let mut with = c.to_vec();
+    with.push(("X-CSRF-Token", "not-the-token"));
+    assert_eq!(sql(&s, &with, "SELECT 1 AS one").status, 403);
+    with.pop();
+    with.push(("X-CSRF-Token", csrf.as_str()));
+    let r = sql(&s, &with, "SELECT 1 AS one");
+    assert_eq!(r.status, 200, "{}", json(&r));
+
+    // the stored session is a hash, not the cookie
+    let raw = std::fs::read(dir.path().join("state/shoplake.db")).unwrap();
+    let id = cookie.split_once('=').unwrap().1;
+    assert!(!raw.windows(id.len()).any(|w| w == id.as_bytes()));
+
+    // logging out needs the token too, then ends the session
+    let r = http(s.addr, "POST", "/logout", &c, b"").unwrap();
+    assert_eq!(r.status, 403);
+    let r = http(
+        s.addr,
+        "POST",
+        "/logout",
+        &[
+            ("Cookie", cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 303);
+    assert!(header(&r, "set-cookie").unwrap().contains("Max-Age=0"));
+    let r = get(&s, "/api/me", &c);
+    assert_eq!(r.status, 401);
+    assert!(
+        json(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("session ended")
+    );
+
+    // an expired session, and one of a removed user, are refused
+    store
+        .add_session(
+            &auth::hash_secret("sls_old"),
+            "vic",
+            "x",
+            "2020-01-01T00:00:00.000Z",
+        )
+        .unwrap();
+    assert_eq!(
+        get(&s, "/api/me", &[("Cookie", "shoplake_session=sls_old")]).status,
+        401
+    );
+    let r = form("vic", "viewer password");
+    let vic = header(&r, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&s, "/api/me", &[("Cookie", vic.as_str())]).status, 200);
+    let r = get(&s, "/api/reports", &[("Cookie", vic.as_str())]);
+    assert_eq!(r.status, 200, "a viewer's session reads reports");
+    assert!(store.remove_user("vic").unwrap());
+    assert_eq!(get(&s, "/api/me", &[("Cookie", vic.as_str())]).status, 401);
+    s.stop().await;
+}
