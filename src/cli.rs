@@ -82,7 +82,8 @@ pub enum FormatArg {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate sample data, run the pipeline and print the headline reports.
+    /// Generate sample data, run the pipeline, print the headline reports, then (on a
+    /// terminal) serve the dashboard.
     Demo(DemoArgs),
     /// Write realistic sample files into the raw zone, one partition per day.
     Generate(GenerateArgs),
@@ -98,9 +99,11 @@ pub enum Command {
     /// Describe the lake's tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Run the collector: Segment, Snowplow, GA4, PostHog and AWS Clickstream
+    /// Run the server: the dashboard (/) and the query API (/api, see `users` and
+    /// `tokens`); the Segment, Snowplow, GA4, PostHog and AWS Clickstream
     /// endpoints, the browser tracker (/sdk.js), health and metrics; events
-    /// stream into the lake (raw.events, processed.events) within seconds.
+    /// stream into the lake (raw.events, processed.events) within seconds; the
+    /// pipeline runs on its schedule.
     Serve(ServeArgs),
     /// Manage the write keys of event sources.
     #[command(subcommand)]
@@ -270,10 +273,15 @@ pub struct DemoArgs {
     /// Output format of the reports.
     #[arg(long, value_enum, default_value_t)]
     pub format: FormatArg,
-    /// Then run the collector on this address with a `demo` write key, and
-    /// serve the demo store (/demo/store) that sends events with the tracker.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Then serve the dashboard, the API and the collector on this address, with
+    /// a `demo` write key and the demo store (/demo/store). On a terminal, demo
+    /// serves on 127.0.0.1:8080 unless given --no-serve; elsewhere (scripts,
+    /// CI) only when given --serve.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_serve")]
     pub serve: Option<String>,
+    /// Stop after the reports, even on a terminal.
+    #[arg(long)]
+    pub no_serve: bool,
     #[command(flatten)]
     pub sizes: GenerateArgs,
 }

@@ -970,18 +970,30 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
         write_batches(&mut buf, &batches, fmt(a.format))?;
         out(&buf)?;
     }
-    if let Some(addr) = a.serve {
+    let serve_on = match (a.serve, a.no_serve) {
+        (Some(addr), _) => Some(addr),
+        (None, false) if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() => {
+            Some("127.0.0.1:8080".to_string())
+        }
+        _ => None,
+    };
+    if let Some(addr) = serve_on {
         let args = ServeArgs {
             addr: Some(addr.clone()),
             write_keys: vec![format!("demo={DEMO_KEY}")],
         };
-        say(
-            env,
-            &format!(
-                "\nCollecting on http://{addr} (write key: {DEMO_KEY}). Open http://{addr}/demo/store?key={DEMO_KEY} and shop; \
-                 then `shoplake sql \"SELECT event_type, count(*) FROM processed.events WHERE protocol = 'native' GROUP BY 1\"`. Ctrl-C stops."
+        let login = match demo_admin(env)? {
+            Some(pw) => format!(
+                "Log in as admin with the password {pw} (shown only now; change it with `shoplake users passwd admin`)."
             ),
-        );
+            None => "Log in with one of your users (`shoplake users list`).".to_string(),
+        };
+        out(format!(
+            "\nThe dashboard: http://{addr}/  {login}\n\
+             The demo store: http://{addr}/demo/store?key={DEMO_KEY} (its purchases show on the Live page within seconds).\n\
+             Ctrl-C stops.\n"
+        )
+        .as_bytes())?;
         return serve(env, args).await;
     }
     if std::io::stdout().is_terminal() {
@@ -994,6 +1006,22 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
 }
 
 // ---------------------------------------------------------------------------
+
+/// Creates the user `admin` with a random password when there are no users
+/// yet; returns the password (to print once).
+fn demo_admin(env: &Env) -> Result<Option<String>> {
+    let store = open_store(env)?;
+    if !store.users()?.is_empty() {
+        return Ok(None);
+    }
+    let pw = shoplake_server::auth::new_secret("")?[..16].to_string();
+    store.add_user(
+        "admin",
+        Role::Admin,
+        &shoplake_server::auth::hash_password(&pw)?,
+    )?;
+    Ok(Some(pw))
+}
 
 /// The write key `demo --serve` accepts (a demo, not a secret).
 const DEMO_KEY: &str = "demo-write-key";

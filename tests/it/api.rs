@@ -251,6 +251,55 @@ async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
         (r.status, String::from_utf8(r.body).unwrap().as_str()),
         (200, "one\n1\n")
     );
+    // the dashboard's pages: a login first, SQL for analysts
+    let pages = [
+        "/",
+        "/funnel",
+        "/products",
+        "/customers",
+        "/traffic",
+        "/live",
+        "/pipeline",
+        "/sql",
+    ];
+    for path in pages {
+        let r = get(&s, path, &[]);
+        assert_eq!(
+            (r.status, header(&r, "location")),
+            (303, Some("/login")),
+            "{path}"
+        );
+        let expired_page = get(&s, path, &[("Authorization", expired.as_str())]);
+        assert_eq!(expired_page.status, 303, "{path} with an expired token");
+        let r = get(&s, path, &v);
+        let want = if path == "/sql" { 403 } else { 200 };
+        assert_eq!(r.status, want, "{path} as a viewer");
+        let r = get(&s, path, &a);
+        assert_eq!(r.status, 200, "{path} as an analyst");
+        let page = String::from_utf8_lossy(&r.body);
+        assert!(
+            page.contains("<h1>") && !page.contains("SELECT 1 AS one"),
+            "{path}"
+        );
+        assert!(
+            page.contains(r#"href="/sql""#),
+            "an analyst's navigation offers SQL"
+        );
+    }
+    let viewer_nav = String::from_utf8_lossy(&get(&s, "/", &v).body).into_owned();
+    assert!(
+        !viewer_nav.contains(r#"href="/sql""#),
+        "a viewer's navigation hides SQL"
+    );
+    let live = get(&s, "/api/live", &[]);
+    assert_eq!(live.status, 401);
+    let live = json(&get(&s, "/api/live", &v));
+    assert_eq!(live["events_per_second"].as_array().unwrap().len(), 60);
+    assert!(
+        live["newest"].is_array() && live["orders_today"].is_u64(),
+        "{live}"
+    );
+
     let used = store.tokens().unwrap();
     assert!(
         used.iter()
@@ -387,4 +436,130 @@ async fn a_login_session_needs_its_csrf_token_for_changes_and_ends_on_logout() {
     assert!(store.remove_user("vic").unwrap());
     assert_eq!(get(&s, "/api/me", &[("Cookie", vic.as_str())]).status, 401);
     s.stop().await;
+}
+
+/// A number as the dashboard prints it ("1,234.50").
+fn shown(s: &str) -> f64 {
+    s.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("{s:?} is not a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live_purchase() {
+    use crate::collect::{KEY, browser_tools};
+    let Some((sdk, chromium)) = browser_tools() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node, sdk/js/node_modules or Chromium missing: scripts/setup-test-env installs them"
+        );
+        eprintln!("SKIPPED locally: node, sdk/js/node_modules or Chromium missing");
+        return;
+    };
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let password = "a dashboard password";
+    store
+        .add_user(
+            "owner",
+            Role::Analyst,
+            &auth::hash_password(password).unwrap(),
+        )
+        .unwrap();
+    let mut cfg = Config::default();
+    cfg.server.commit_interval_ms = 200;
+    let s = Server::start(fx.dir.path(), cfg).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    let base = format!("http://{}", s.addr);
+    let out = {
+        let shots = shots.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("node")
+                .arg(sdk.join("test/dashboard-flow-cli.mjs"))
+                .args([&base, "owner", password, KEY])
+                .arg(&shots)
+                .env("CHROMIUM", chromium)
+                .output()
+                .expect("run node")
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        out.status.success(),
+        "dashboard flow failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flow: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("a JSON line"),
+    )
+    .unwrap();
+    s.stop().await;
+
+    // the overview covers the last 30 days with data: here, all 16
+    let last = day(START) + crate::common::DAYS as i32 - 1;
+    let kpis = run_report(
+        &fx.engine(),
+        "daily_kpis",
+        &[("from", &ymd(last - 29)), ("to", &ymd(last))],
+    )
+    .await;
+    let revenue: f64 = kpis
+        .iter()
+        .map(|r| r.cents("net_revenue") as f64 / 100.0)
+        .sum();
+    let orders: i64 = kpis.iter().map(|r| r.i64("orders")).sum();
+    assert!(orders > 0);
+    let k = &flow["kpis"];
+    assert!(
+        (shown(k["Revenue (net)"].as_str().unwrap()) - revenue).abs() < 0.005,
+        "overview revenue {} vs report {revenue}",
+        k["Revenue (net)"]
+    );
+    assert_eq!(shown(k["Orders"].as_str().unwrap()) as i64, orders);
+    assert_eq!(flow["funnelSteps"], 5);
+    let n = fx
+        .query("SELECT count(*) AS n FROM processed.transactions")
+        .await
+        .row(0)
+        .i64("n");
+    assert_eq!(flow["sql"].as_str().unwrap(), n.to_string());
+    for (path, title) in [
+        ("/", "Overview"),
+        ("/funnel", "Funnel"),
+        ("/products", "Products"),
+        ("/customers", "Customers"),
+        ("/traffic", "Traffic"),
+        ("/pipeline", "Pipeline & quality"),
+        ("/sql", "SQL"),
+        ("/live", "Live"),
+    ] {
+        assert_eq!(flow["pages"][path], title, "{path}");
+    }
+    assert!(flow["liveOrders"].as_u64().unwrap() >= 1);
+    for shot in [
+        "overview",
+        "funnel",
+        "products",
+        "customers",
+        "traffic",
+        "pipeline",
+        "sql",
+        "live",
+        "live-after-purchase",
+        "overview-phone-dark",
+    ] {
+        let p = shots.join(format!("{shot}.png"));
+        assert!(
+            std::fs::metadata(&p).is_ok_and(|m| m.len() > 5_000),
+            "no screenshot {}",
+            p.display()
+        );
+    }
+    eprintln!("screenshots: {}", shots.display());
 }

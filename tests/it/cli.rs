@@ -676,3 +676,63 @@ fn users_and_tokens_are_managed_and_never_stored_in_clear() {
             .contains("no user")
     );
 }
+
+#[test]
+fn demo_serve_creates_an_admin_whose_one_time_password_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let addr = crate::collect::free_addr();
+    let mut args = vec!["demo", "--serve"];
+    let a = addr.to_string();
+    args.push(&a);
+    args.extend_from_slice(&GENERATE[1..]);
+    let mut child = shoplake(&data)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut password = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("Log in as admin with the password ").nth(1) {
+            password = rest.split(' ').next().map(str::to_string);
+            assert!(line.contains(&format!("http://{addr}/")), "{line}");
+            break;
+        }
+    }
+    let password = password.expect("demo printed no admin password");
+    let login = || {
+        crate::collect::http(
+            addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            format!("name=admin&password={password}").as_bytes(),
+        )
+    };
+    let t0 = std::time::Instant::now();
+    let r = loop {
+        match login() {
+            Ok(r) => break r,
+            Err(_) if t0.elapsed().as_secs() < 60 => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => panic!("the server never answered: {e}"),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 303, "{}", String::from_utf8_lossy(&r.body));
+    // a second demo keeps the users it finds
+    let again = run(&data, &["demo", "--no-serve"]).success();
+    assert!(
+        !again.stdout.contains("Log in as admin"),
+        "{}",
+        again.stdout
+    );
+    let (_, rows) = csv_records(&run(&data, &["users", "list", "--format", "csv"]).stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][..2], ["admin", "admin"]);
+}

@@ -18,7 +18,7 @@ use tempfile::TempDir;
 use crate::common::{Cell, Rows, query};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoplake");
-const KEY: &str = "web-key-123456";
+pub(crate) const KEY: &str = "web-key-123456";
 
 /// A response: status, headers (lower-case names) and body.
 pub struct Resp {
@@ -615,7 +615,7 @@ fn shoplake_serve(data: &Path, addr: SocketAddr) -> Child {
         .expect("start shoplake serve")
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
@@ -734,7 +734,7 @@ fn unsafe_sigterm(child: &Child) {
 }
 
 /// Where the browser test's tools are: node, the npm packages and Chromium.
-fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_tools() -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/js");
     let chromium = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)

@@ -83,7 +83,7 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
 }
 
 /// An error answer: status and `{"error": reason}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -118,7 +118,7 @@ impl From<QueryError> for ApiError {
     }
 }
 
-type ApiResult<T> = std::result::Result<T, ApiError>;
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
 
 impl Api {
     /// The request's principal, refused below `role`; a session's change
@@ -135,7 +135,7 @@ impl Api {
 
     /// Runs `sql` on the query runtime, returning at most `max_rows` rows
     /// (`None`: all) and whether it cut.
-    async fn query(
+    pub(crate) async fn query(
         &self,
         sql: String,
         max_rows: Option<usize>,

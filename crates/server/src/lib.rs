@@ -24,6 +24,7 @@
 
 mod api;
 pub mod auth;
+mod dashboard;
 mod error;
 pub mod keys;
 pub mod metrics;
@@ -195,7 +196,9 @@ pub async fn serve(
         max_rows: cfg.query.api_max_rows,
         secure_cookies: srv.secure_cookies,
     });
-    let router = routes::router(app.clone()).merge(api::router(api));
+    let router = routes::router(app.clone())
+        .merge(api::router(api.clone()))
+        .merge(dashboard::router(api));
     let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
