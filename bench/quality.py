@@ -75,8 +75,13 @@ def main():
          " Row-level checks of a table share one scan.", ""]
     path = os.path.join(ROOT, "BENCHMARKS.md")
     text = open(path).read()
-    text = text.split(MARK)[0].rstrip() + "\n\n" if MARK in text else text.rstrip() + "\n\n"
-    open(path, "w").write(text + "\n".join(L) + "\n")
+    if MARK in text:  # replace this section only, up to the next marked one
+        before, after = text.split(MARK, 1)
+        nxt = after.find("\n<!-- ")
+        text = before.rstrip() + "\n\n" + "\n".join(L) + (after[nxt:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(L)
+    open(path, "w").write(text.rstrip() + "\n")
 
 
 if __name__ == "__main__":

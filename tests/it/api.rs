@@ -300,6 +300,40 @@ async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
         "{live}"
     );
 
+    // only an admin starts a pipeline run
+    for creds in [&v[..], &a[..]] {
+        let r = http(s.addr, "POST", "/api/pipeline/run", creds, b"").unwrap();
+        assert_eq!(r.status, 403, "{}", json(&r));
+    }
+    let (admin, _) = auth::create_token(&store, "ops", Role::Admin, None).unwrap();
+    let admin = bearer(&admin);
+    let runs_before = store.runs(100).unwrap().len();
+    let r = http(
+        s.addr,
+        "POST",
+        "/api/pipeline/run",
+        &[("Authorization", admin.as_str())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", json(&r));
+    let t0 = std::time::Instant::now();
+    let run = loop {
+        let runs = store.runs(100).unwrap();
+        if runs.len() > runs_before && runs[0].status != "running" {
+            break runs[0].clone();
+        }
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the run never finished: {runs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        (run.trigger.as_str(), run.status.as_str()),
+        ("dashboard:ops", "succeeded")
+    );
+
     let used = store.tokens().unwrap();
     assert!(
         used.iter()

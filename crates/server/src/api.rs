@@ -68,6 +68,11 @@ pub(crate) struct Api {
     pub(crate) reports_dir: Option<PathBuf>,
     pub(crate) max_rows: usize,
     pub(crate) secure_cookies: bool,
+    /// The lake and configuration, for pipeline runs started from here.
+    pub(crate) lake: shoplake_lake::Lake,
+    pub(crate) config: shoplake_core::config::Config,
+    /// A run started from the API is under way.
+    pub(crate) running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub(crate) fn router(api: Arc<Api>) -> Router {
@@ -77,6 +82,7 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/api/reports", get(list_reports))
         .route("/api/reports/{name}", get(run_report))
         .route("/api/sql", post(sql))
+        .route("/api/pipeline/run", post(run_pipeline))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .with_state(api)
@@ -331,6 +337,63 @@ async fn sql(
             .insert("x-shoplake-truncated", HeaderValue::from(api.max_rows));
     }
     Ok(r)
+}
+
+/// `POST /api/pipeline/run` (admin): starts a pipeline run in the
+/// background (on a thread and runtime of its own, like the scheduler's) and
+/// answers 202; 409 while one started here is under way. The run waits for
+/// any other run of the data directory, then processes what is new.
+async fn run_pipeline(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    use std::sync::atomic::Ordering;
+    let p = api.allow(&headers, Role::Admin, true)?;
+    if api.running.swap(true, Ordering::SeqCst) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "a run started from the dashboard is under way; see /pipeline".into(),
+        ));
+    }
+    let (lake, config, running) = (api.lake.clone(), api.config.clone(), api.running.clone());
+    let trigger = format!("dashboard:{}", p.name);
+    let spawned = std::thread::Builder::new()
+        .name("shoplake-pipeline".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    let opts = shoplake_jobs::pipeline::PipelineOptions {
+                        trigger: trigger.clone(),
+                        ..Default::default()
+                    };
+                    rt.block_on(shoplake_jobs::pipeline::run(
+                        &lake,
+                        &config,
+                        &opts,
+                        &shoplake_jobs::pipeline::Quiet,
+                    ))
+                    .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(s) => tracing::info!(run = %s.run_id, trigger, "pipeline run finished"),
+                Err(e) => tracing::error!(trigger, error = %e, "pipeline run failed"),
+            }
+            running.store(false, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        api.running.store(false, Ordering::SeqCst);
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("starting the run: {e}"),
+        ));
+    }
+    tracing::info!(user = %p.name, "pipeline run requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"started": true, "see": "/pipeline"})),
+    )
+        .into_response())
 }
 
 fn page(title: &str, body: &str) -> String {

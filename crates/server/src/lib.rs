@@ -195,6 +195,9 @@ pub async fn serve(
         reports_dir: cfg.query.reports_dir.clone(),
         max_rows: cfg.query.api_max_rows,
         secure_cookies: srv.secure_cookies,
+        lake: lake.clone(),
+        config: cfg.clone(),
+        running: Arc::new(AtomicBool::new(false)),
     });
     let router = routes::router(app.clone())
         .merge(api::router(api.clone()))

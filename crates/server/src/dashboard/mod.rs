@@ -836,6 +836,17 @@ async fn pipeline(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
     )
     .await?;
     let mut body = String::new();
+    if who.role >= Role::Admin {
+        body += r#"<p><button type="button" id="runnow">Run the pipeline now</button> <span id="runstatus" class="muted" role="status"></span></p>
+<script>
+document.getElementById('runnow').addEventListener('click',async()=>{
+ const me=await (await fetch('/api/me',{credentials:'same-origin'})).json();
+ const r=await fetch('/api/pipeline/run',{method:'POST',credentials:'same-origin',headers:{'X-CSRF-Token':me.csrf_token||''}});
+ const d=await r.json();
+ document.getElementById('runstatus').textContent=r.ok?'Started; reload this page to follow it.':d.error;
+});
+</script>"#;
+    }
     let secs = |s: Option<f64>| s.map_or(String::new(), |s| format!("{s:.1}s"));
     let rdata: Vec<Vec<String>> = runs
         .iter()
