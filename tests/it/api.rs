@@ -597,3 +597,112 @@ async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live
     }
     eprintln!("screenshots: {}", shots.display());
 }
+
+/// An RSA key made for this test only (openssl genpkey, 2048 bits), and its
+/// public half as a JWK.
+const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQCjxWfGzSSBoNm0\nzczyuCO3uSAjoJFRV/sJb5yOWz9h3msfS2YT9LG6InmfN15LAB3KHCzqocyBrdqr\ntU13D3hklda19E46izy9gwm4UaxiPP/ROsAJdPMjMGodL3jyC0P0RUuMIrXj0t7j\nbP9l0vgS9XV4lcEizjUDE9NSBoeaXax8agQsFtrYh1NAc0LNzkmrtF6g3KWuEvuQ\n5DLqxVuN0WcQDGOf/IvKuCOc4iM045IYk2tVjiY6uSxWIXf2mQAhykBhhropRdqp\nUnhioS0KpHEVEMPPa3AsN1OT09rS9zbho1xpdbmrjTUQo2AQXMSy0VsfVRrc7LbZ\nHQmjlftxAgMBAAECggEACLI6yHusLJX1+XvUHi9Y9jCGXF3yWXdqhR3AGm8N9oxw\n88B1MyoTJecevi2afDENY+YLHIpq6ZfpvKRr8J6Jrg2m0RKf9Mvf9dA3e+oaVT0X\n+Gw+NkJXhs7TU6lpqrCecyIa2N4e+nIAE+N9zFJfieIu0rBhCRAaEIfE+N4P5Upu\nSlxZkQlZt6+byKauJIroOXuw6juazH+lH5+SrCozEqQ4mibG5TgTQlGMLQ7wkkTk\nlXXmHE85S/Pi+M1b4cFdvDMpthg/2XUYIlc7/6RWZwVhiG13Yxh6siVyfcn9xoj4\ntcSFuk+BBCRn1A2MmQaYj1VFjLZgF4B8vd16daHk4QKBgQDbTNYpLK8+OGw4mSIp\nColcd8NjO2WE1vFTBpahWjiM00a74D96tf42ulidbpB+rv4k2ZSlSj1SkUIxi31y\nJD9y3MhxhKNoyrgHCTM5q50TV6K0Hg8ftnFoUSXaiYD0KMnv6r52BJDorCbP6LFO\nfT90QPj2iEjUGpHYqS2DfS5zuwKBgQC/LZ4o32ksu6sIZAu+5VNJ3SSYF3M6I3Ub\nWkneYknGIiuuP7xayko238MXpPfGkUOsCwYpVtcupY1sBzuDPRJhT4i6wtl26H07\nPnn/PSuslCBMuLLLfHGo6cU2472/Mja/s2tpINSumJnkPVMfzbrqyRqI7nJSr3rs\nbr4Qzvw8wwKBgQDAL5Q3vVtOse/Vog4X3Y4HpUVsP292fVA8LLfxa7nHYJjKqXm4\nNqo0mBZ00aJ8Ayvia3Qjbu5S384c0Vv8nduk8+wN3+m9OnsQX3WvAsDDZLfIFde3\nORImE4eS/5ItZ1mhkh2cG+BKqCPTbN+GI6lqXk5Q75qzlx1dvNWQODJvZQKBgQCH\n1D5x5cGRIckzzfk2aTLS4QcV9FtO7FBQ3cZr9UNbPX3xcKE/lEhEUpkHHJNahm0h\nODfpeSSrpL4lCcJzzRlZACwyHSxqumX3iL0e5nQ4SonkWLnXr5QFogoXpJl01ZVm\ngHCJIeVaI1v7eMKtbvslwzpSHbAmJT1d7JSn1pgKBwKBgQCpymIUAZ+Y5aCNM9B3\nqgMgloIufr4hbcnUeY2+LPVQTd/3e9lRz706RCZ50wuows+R18SDFzkOBNqpiKLN\n+aTEX8jyro+7/0wA75mAmmM1W4kOlTe4FJS32pnhiRPeurXa9/VWrZpwrGXHSTM3\nKFBag0xhBbr1Hflwgt+Z6KG+Ew==\n-----END PRIVATE KEY-----";
+const TEST_KEY_N: &str = "o8Vnxs0kgaDZtM3M8rgjt7kgI6CRUVf7CW-cjls_Yd5rH0tmE_SxuiJ5nzdeSwAdyhws6qHMga3aq7VNdw94ZJXWtfROOos8vYMJuFGsYjz_0TrACXTzIzBqHS948gtD9EVLjCK149Le42z_ZdL4EvV1eJXBIs41AxPTUgaHml2sfGoELBba2IdTQHNCzc5Jq7ReoNylrhL7kOQy6sVbjdFnEAxjn_yLyrgjnOIjNOOSGJNrVY4mOrksViF39pkAIcpAYYa6KUXaqVJ4YqEtCqRxFRDDz2twLDdTk9Pa0vc24aNcaXW5q401EKNgEFzEstFbH1Ua3Oy22R0Jo5X7cQ";
+
+/// Serves `body` as JSON to every request; returns the URL.
+async fn serve_json(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_tokens_are_verified_against_the_providers_keys() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "k1", "use": "sig", "alg": "RS256", "n": TEST_KEY_N, "e": "AQAB"}]});
+    let url = serve_json(jwks.to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.server.oidc.jwks_url = url;
+    cfg.server.oidc.issuer = "https://issuer.example/pool".into();
+    cfg.server.oidc.audience = "shoplake".into();
+    let s = Server::start(dir.path(), cfg).await;
+    let key = EncodingKey::from_rsa_pem(TEST_KEY_PEM.as_bytes()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let token = |kid: &str, claims: serde_json::Value| {
+        let mut h = Header::new(Algorithm::RS256);
+        h.kid = Some(kid.into());
+        format!("Bearer {}", encode(&h, &claims, &key).unwrap())
+    };
+    let good = |groups: serde_json::Value| {
+        serde_json::json!({"sub": "u-1", "email": "ana@shop.example", "iss": "https://issuer.example/pool",
+                           "aud": "shoplake", "exp": now + 600, "cognito:groups": groups})
+    };
+    let analyst = token("k1", good(serde_json::json!(["staff", "analyst"])));
+    let me = get(&s, "/api/me", &[("Authorization", analyst.as_str())]);
+    assert_eq!(me.status, 200, "{}", json(&me));
+    assert_eq!(json(&me)["name"], "ana@shop.example");
+    assert_eq!(json(&me)["role"], "analyst");
+    let r = sql(
+        &s,
+        &[("Authorization", analyst.as_str())],
+        "SELECT 1 AS one",
+    );
+    assert_eq!(r.status, 200, "{}", json(&r));
+    let viewer = token("k1", good(serde_json::json!("viewer")));
+    assert_eq!(
+        sql(&s, &[("Authorization", viewer.as_str())], "SELECT 1").status,
+        403
+    );
+    let no_role = token("k1", good(serde_json::json!(["staff"])));
+    let r = get(&s, "/api/me", &[("Authorization", no_role.as_str())]);
+    assert_eq!(r.status, 403);
+    assert!(
+        json(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("cognito:groups")
+    );
+    let mut expired = good(serde_json::json!("admin"));
+    expired["exp"] = serde_json::json!(now - 3600);
+    let mut wrong_iss = good(serde_json::json!("admin"));
+    wrong_iss["iss"] = serde_json::json!("https://evil.example");
+    let mut wrong_aud = good(serde_json::json!("admin"));
+    wrong_aud["aud"] = serde_json::json!("someone-else");
+    // a character in the middle of the signature (the last one may carry only padding bits)
+    let mut tampered = token("k1", good(serde_json::json!("viewer"))).into_bytes();
+    let i = tampered.len() - 20;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for (what, t) in [
+        ("expired", token("k1", expired)),
+        ("another issuer", token("k1", wrong_iss)),
+        ("another audience", token("k1", wrong_aud)),
+        (
+            "an unknown key",
+            token("k2", good(serde_json::json!("admin"))),
+        ),
+        ("a bad signature", tampered),
+    ] {
+        let r = get(&s, "/api/me", &[("Authorization", t.as_str())]);
+        assert_eq!(r.status, 401, "{what}: {}", json(&r));
+        assert!(
+            json(&r)["error"].as_str().unwrap().contains("refused"),
+            "{what}: {}",
+            json(&r)
+        );
+    }
+    s.stop().await;
+}

@@ -336,6 +336,44 @@ pub struct ServerConfig {
     /// Mark the login cookie `Secure` (browsers then send it over HTTPS
     /// only): set it when users reach shoplake through HTTPS.
     pub secure_cookies: bool,
+    /// Accept JWTs of an OpenID Connect provider (`[server.oidc]`).
+    pub oidc: OidcConfig,
+}
+
+/// `[server.oidc]`: `Authorization: Bearer <JWT>` from an OpenID Connect
+/// provider (Cognito, Auth0, Keycloak, ...), verified against its published
+/// keys. Off while `jwks_url` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The provider's JSON Web Key Set (Cognito:
+    /// `https://cognito-idp.<region>.amazonaws.com/<pool id>/.well-known/jwks.json`).
+    pub jwks_url: String,
+    /// The `iss` a token must carry (empty: not checked).
+    pub issuer: String,
+    /// An `aud` a token must carry (empty: not checked; Cognito access
+    /// tokens have none).
+    pub audience: String,
+    /// The claim naming the account's role: a string or a list of strings,
+    /// of which the highest of viewer, analyst, admin counts.
+    pub role_claim: String,
+    /// The role of a token whose role claim names none (empty: refused).
+    pub default_role: String,
+    /// The claim naming the account (falls back to `sub`).
+    pub name_claim: String,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            jwks_url: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            role_claim: "cognito:groups".into(),
+            default_role: String::new(),
+            name_claim: "email".into(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -355,6 +393,7 @@ impl Default for ServerConfig {
             geoip_db: None,
             trust_forwarded_for: false,
             secure_cookies: false,
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -674,6 +713,20 @@ impl Config {
         if srv.wal_segment_mb == 0 || srv.wal_max_mb < srv.wal_segment_mb {
             return Err(Error::Config(
                 "server.wal_max_mb must be ≥ server.wal_segment_mb > 0".into(),
+            ));
+        }
+        let oidc = &srv.oidc;
+        let url_ok = oidc.jwks_url.is_empty()
+            || oidc.jwks_url.starts_with("https://")
+            || oidc.jwks_url.starts_with("http://");
+        if !url_ok {
+            return Err(Error::Config(
+                "server.oidc.jwks_url: must be an http(s):// URL".into(),
+            ));
+        }
+        if !["", "viewer", "analyst", "admin"].contains(&oidc.default_role.as_str()) {
+            return Err(Error::Config(
+                "server.oidc.default_role: viewer, analyst, admin or empty".into(),
             ));
         }
         for s in &self.sources {

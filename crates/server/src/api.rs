@@ -73,6 +73,8 @@ pub(crate) struct Api {
     pub(crate) config: shoplake_core::config::Config,
     /// A run started from the API is under way.
     pub(crate) running: Arc<std::sync::atomic::AtomicBool>,
+    /// JWTs of an OIDC provider, when configured.
+    pub(crate) oidc: Option<Arc<auth::Oidc>>,
 }
 
 pub(crate) fn router(api: Arc<Api>) -> Router {
@@ -130,7 +132,7 @@ impl Api {
     /// The request's principal, refused below `role`; a session's change
     /// must carry its CSRF token.
     fn allow(&self, headers: &HeaderMap, role: Role, change: bool) -> ApiResult<Principal> {
-        let p = auth::authenticate(&self.store, headers)?;
+        let p = auth::authenticate(&self.store, self.oidc.as_deref(), headers)?;
         p.require(role)?;
         if change {
             let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
@@ -499,7 +501,7 @@ async fn logout(
     headers: HeaderMap,
     body: String,
 ) -> ApiResult<Response> {
-    let p = auth::authenticate(&api.store, &headers)?;
+    let p = auth::authenticate(&api.store, api.oidc.as_deref(), &headers)?;
     let Via::Session { hash, .. } = &p.via else {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

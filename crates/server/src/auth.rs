@@ -127,9 +127,143 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
+/// JWTs of an OpenID Connect provider, verified against its key set
+/// (`[server.oidc]`), which is fetched at start and every 10 minutes.
+pub struct Oidc {
+    cfg: shoplake_core::config::OidcConfig,
+    keys: std::sync::RwLock<Option<jsonwebtoken::jwk::JwkSet>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("jwks_url", &self.cfg.jwks_url)
+            .finish()
+    }
+}
+
+impl Oidc {
+    /// The verifier of `cfg`; `None` when it is off.
+    pub fn new(cfg: &shoplake_core::config::OidcConfig) -> Option<Arc<Oidc>> {
+        if cfg.jwks_url.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Oidc {
+            cfg: cfg.clone(),
+            keys: std::sync::RwLock::new(None),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Fetches the key set; returns how many keys it holds.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(&self.cfg.jwks_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("{}: {e}", self.cfg.jwks_url))?
+            .bytes()
+            .await
+            .map_err(|e| format!("{}: {e}", self.cfg.jwks_url))
+            .and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|e| format!("{}: not a JSON Web Key Set: {e}", self.cfg.jwks_url))
+            })?;
+        let n = set.keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(set);
+        Ok(n)
+    }
+
+    /// Refreshes the key set every 10 minutes (every 30 s while it fails).
+    pub fn keep_fresh(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let wait = match self.refresh().await {
+                    Ok(_) => 600,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "OIDC keys not refreshed");
+                        30
+                    }
+                };
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            }
+        })
+    }
+
+    /// Verifies a JWT: signature by a key of the set, expiry, issuer and
+    /// audience as configured; the role from the role claim.
+    pub fn verify(&self, token: &str) -> Result<Principal, Denied> {
+        use jsonwebtoken::{Validation, decode, decode_header};
+        let bad = |why: String| Denied::unauthorized(format!("the token was refused: {why}"));
+        let header = decode_header(token).map_err(|e| bad(e.to_string()))?;
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let set = keys
+            .as_ref()
+            .ok_or_else(|| bad("the provider's keys are not loaded yet".into()))?;
+        let kid = header.kid.as_deref().unwrap_or_default();
+        let jwk = set
+            .find(kid)
+            .ok_or_else(|| bad(format!("no key {kid:?} in the provider's key set")))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| bad(e.to_string()))?;
+        let mut v = Validation::new(header.alg);
+        if !self.cfg.issuer.is_empty() {
+            v.set_issuer(&[&self.cfg.issuer]);
+        }
+        if self.cfg.audience.is_empty() {
+            v.validate_aud = false;
+        } else {
+            v.set_audience(&[&self.cfg.audience]);
+        }
+        let data = decode::<serde_json::Value>(token, &key, &v).map_err(|e| bad(e.to_string()))?;
+        let claims = data.claims;
+        let named = |v: &serde_json::Value| v.as_str().and_then(|s| Role::parse(s).ok());
+        let role = match claims.get(&self.cfg.role_claim) {
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(named).max(),
+            Some(v) => named(v),
+            None => None,
+        }
+        .or_else(|| Role::parse(&self.cfg.default_role).ok())
+        .ok_or_else(|| Denied {
+            status: StatusCode::FORBIDDEN,
+            reason: format!(
+                "the token names no shoplake role (viewer, analyst or admin) in its {:?} claim",
+                self.cfg.role_claim
+            ),
+        })?;
+        let name = claims
+            .get(&self.cfg.name_claim)
+            .or_else(|| claims.get("sub"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("oidc")
+            .to_string();
+        Ok(Principal {
+            name,
+            role,
+            via: Via::Token,
+        })
+    }
+}
+
+/// Whether a bearer credential is a JWT (three base64url parts), not one
+/// of our tokens.
+fn is_jwt(token: &str) -> bool {
+    !token.starts_with("slt_") && token.split('.').count() == 3
+}
+
 /// Authenticates a request from its headers. `None` from the store lookup
-/// (no such token or session) and a revoked or expired token are 401.
-pub fn authenticate(store: &Arc<Store>, headers: &HeaderMap) -> Result<Principal, Denied> {
+/// (no such token or session) and a revoked or expired token are 401; a JWT
+/// goes to `oidc` (401 when OIDC is off).
+pub fn authenticate(
+    store: &Arc<Store>,
+    oidc: Option<&Oidc>,
+    headers: &HeaderMap,
+) -> Result<Principal, Denied> {
     let internal = |e: shoplake_jobs::JobError| Denied {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         reason: format!("the account store failed: {e}"),
@@ -144,8 +278,17 @@ pub fn authenticate(store: &Arc<Store>, headers: &HeaderMap) -> Result<Principal
                 "the Authorization header must be `Bearer <token>`",
             ));
         };
+        let token = token.trim();
+        if is_jwt(token) {
+            return match oidc {
+                Some(o) => o.verify(token),
+                None => Err(Denied::unauthorized(
+                    "a JWT, but OIDC is off (server.oidc.jwks_url)",
+                )),
+            };
+        }
         let t = store
-            .token_by_hash(&hash_secret(token.trim()))
+            .token_by_hash(&hash_secret(token))
             .map_err(internal)?
             .ok_or_else(|| Denied::unauthorized("unknown API token"))?;
         let now = shoplake_jobs::store::now_rfc3339();

@@ -184,6 +184,23 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(%addr, "collector listening");
+    // OIDC: load the provider's keys before serving (a failure is retried
+    // in the background; JWTs are refused until they load)
+    let oidc = auth::Oidc::new(&srv.oidc);
+    let oidc_refresh = match &oidc {
+        Some(o) => {
+            match o.refresh().await {
+                Ok(n) => tracing::info!(keys = n, url = %srv.oidc.jwks_url, "OIDC keys loaded"),
+                Err(e) => tracing::warn!(error = %e, "OIDC keys not loaded; retrying every 30 s"),
+            }
+            let o = o.clone();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                let _ = o.keep_fresh().await;
+            }))
+        }
+        None => None,
+    };
     let store = shoplake_jobs::store::Store::open(&lake.state_dir())
         .map_err(|e| ServerError::Invalid(e.to_string()))?;
     let api = Arc::new(api::Api {
@@ -198,6 +215,7 @@ pub async fn serve(
         lake: lake.clone(),
         config: cfg.clone(),
         running: Arc::new(AtomicBool::new(false)),
+        oidc: oidc.clone(),
     });
     let router = routes::router(app.clone())
         .merge(api::router(api.clone()))
@@ -209,6 +227,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     reload.abort();
+    if let Some(t) = oidc_refresh {
+        t.abort();
+    }
     app.ready.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("shutting down: committing what the event log holds");
     let _ = stop_tx.send(true);

@@ -67,7 +67,7 @@ fn error_page(status: StatusCode, msg: &str) -> PageError {
 /// The request's principal for page `path`: without a login, a redirect
 /// to `/login`; below `role`, 403.
 fn gate(api: &Api, headers: &HeaderMap, role: Role) -> Result<Principal, PageError> {
-    match auth::authenticate(&api.store, headers) {
+    match auth::authenticate(&api.store, api.oidc.as_deref(), headers) {
         Ok(p) => {
             p.require(role)
                 .map_err(|d| error_page(d.status, &d.reason))?;
@@ -691,7 +691,7 @@ async fn traffic(
 /// `GET /api/live`: the last minute of collected events, sessions active in
 /// the last 30 minutes, today's orders and revenue, the newest events.
 async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, Response> {
-    let p = auth::authenticate(&api.store, &headers).map_err(|d| {
+    let p = auth::authenticate(&api.store, api.oidc.as_deref(), &headers).map_err(|d| {
         (d.status, axum::Json(serde_json::json!({"error": d.reason}))).into_response()
     })?;
     p.require(Role::Viewer).map_err(|d| {
