@@ -300,6 +300,65 @@ async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
         "{live}"
     );
 
+    // an analyst's saved queries are their own
+    let save = |creds: &str, name: &str, q: &str| {
+        http(
+            s.addr,
+            "POST",
+            "/api/queries",
+            &[
+                ("Authorization", creds),
+                ("Content-Type", "application/json"),
+            ],
+            serde_json::json!({"name": name, "sql": q})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    assert_eq!(save(&viewer, "mine", "SELECT 1").status, 403);
+    assert_eq!(get(&s, "/api/queries", &v).status, 403);
+    assert_eq!(save(&analyst, "  ", "SELECT 1").status, 400);
+    let r = save(&analyst, "daily", "SELECT 1 AS one");
+    assert_eq!(r.status, 201, "{}", json(&r));
+    let id = json(&r)["id"].as_i64().unwrap();
+    let again = save(&analyst, "daily", "SELECT 2 AS two");
+    assert_eq!(json(&again)["id"].as_i64(), Some(id), "same name: replaced");
+    let list = json(&get(&s, "/api/queries", &a));
+    assert_eq!(list["queries"].as_array().unwrap().len(), 1);
+    assert_eq!(list["queries"][0]["sql"], "SELECT 2 AS two");
+    let (other, _) = auth::create_token(&store, "other", Role::Analyst, None).unwrap();
+    let other = bearer(&other);
+    let theirs = json(&get(
+        &s,
+        "/api/queries",
+        &[("Authorization", other.as_str())],
+    ));
+    assert_eq!(
+        theirs["queries"].as_array().unwrap().len(),
+        0,
+        "not someone else's"
+    );
+    let path = format!("/api/queries/{id}");
+    let r = http(
+        s.addr,
+        "DELETE",
+        &path,
+        &[("Authorization", other.as_str())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 404, "nor deletable by them");
+    let r = http(s.addr, "DELETE", &path, &a, b"").unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        json(&get(&s, "/api/queries", &a))["queries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
     // only an admin starts a pipeline run
     for creds in [&v[..], &a[..]] {
         let r = http(s.addr, "POST", "/api/pipeline/run", creds, b"").unwrap();

@@ -1,5 +1,5 @@
-//! Accounts in the operational store: dashboard users, API tokens and login
-//! sessions.
+//! Accounts in the operational store: dashboard users, API tokens, login
+//! sessions, and each account's saved SQL queries.
 //!
 //! Nothing secret is stored in clear: users keep an argon2 PHC string (made
 //! by the caller, `shoplake_server::auth`), tokens and session ids a BLAKE3
@@ -319,5 +319,64 @@ impl Store {
     pub fn remove_session(&self, hash: &str) -> Result<()> {
         self.with(|c| c.execute("DELETE FROM sessions WHERE hash = ?1", [hash]))?;
         Ok(())
+    }
+}
+
+/// A saved SQL query of one account.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SavedQuery {
+    /// Row id.
+    pub id: i64,
+    /// Its name, unique per owner.
+    pub name: String,
+    /// The SQL.
+    pub sql: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl Store {
+    /// Saves `sql` as `owner`'s query `name` (replacing one of that name);
+    /// returns its id.
+    pub fn save_query(&self, owner: &str, name: &str, sql: &str) -> Result<i64> {
+        let now = now_rfc3339();
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO saved_queries (owner, name, sql, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (owner, name) DO UPDATE SET sql = excluded.sql, updated_at = excluded.updated_at
+                 RETURNING id",
+                (owner, name, sql, &now),
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// `owner`'s saved queries, by name.
+    pub fn saved_queries(&self, owner: &str) -> Result<Vec<SavedQuery>> {
+        self.with(|c| {
+            c.prepare(
+                "SELECT id, name, sql, updated_at FROM saved_queries WHERE owner = ?1 ORDER BY name",
+            )?
+            .query_map([owner], |r| {
+                Ok(SavedQuery {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    sql: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Deletes `owner`'s saved query `id`; false if they have none such.
+    pub fn delete_query(&self, owner: &str, id: i64) -> Result<bool> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM saved_queries WHERE owner = ?1 AND id = ?2",
+                (owner, id),
+            )
+        })
+        .map(|n| n > 0)
     }
 }

@@ -84,6 +84,15 @@ const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL
     );",
+    // saved SQL queries of the dashboard (see accounts.rs)
+    "CREATE TABLE saved_queries (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner      TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        sql        TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (owner, name)
+    );",
 ];
 
 /// A run's or step's state.

@@ -85,6 +85,8 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/api/reports/{name}", get(run_report))
         .route("/api/sql", post(sql))
         .route("/api/pipeline/run", post(run_pipeline))
+        .route("/api/queries", get(list_queries).post(save_query))
+        .route("/api/queries/{id}", axum::routing::delete(delete_query))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
         .with_state(api)
@@ -339,6 +341,75 @@ async fn sql(
             .insert("x-shoplake-truncated", HeaderValue::from(api.max_rows));
     }
     Ok(r)
+}
+
+fn store_error(e: shoplake_jobs::JobError) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// `GET /api/queries` (analyst): the caller's saved queries.
+async fn list_queries(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    let p = api.allow(&headers, Role::Analyst, false)?;
+    let list = api.store.saved_queries(&p.name).map_err(store_error)?;
+    Ok(axum::Json(serde_json::json!({ "queries": list })).into_response())
+}
+
+#[derive(Deserialize)]
+struct SaveQuery {
+    name: String,
+    sql: String,
+}
+
+/// `POST /api/queries` (analyst): saves `{name, sql}` for the caller,
+/// replacing a query of that name.
+async fn save_query(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult<Response> {
+    let p = api.allow(&headers, Role::Analyst, true)?;
+    let q: SaveQuery = serde_json::from_str(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"name\": \"...\", \"sql\": \"SELECT ...\"}}: {e}"),
+        )
+    })?;
+    let name = q.name.trim();
+    if name.is_empty()
+        || name.chars().count() > 100
+        || q.sql.trim().is_empty()
+        || q.sql.len() > 100_000
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a saved query needs a name (1–100 characters) and SQL (at most 100 KB)".into(),
+        ));
+    }
+    let id = api
+        .store
+        .save_query(&p.name, name, &q.sql)
+        .map_err(store_error)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "id": id })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/queries/{id}` (analyst): deletes one of the caller's queries.
+async fn delete_query(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let p = api.allow(&headers, Role::Analyst, true)?;
+    if !api.store.delete_query(&p.name, id).map_err(store_error)? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("you have no saved query {id}"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /api/pipeline/run` (admin): starts a pipeline run in the

@@ -995,12 +995,18 @@ async function run(format){{
  for(const row of d.rows)h+='<tr>'+d.columns.map(c=>'<td>'+esc(row[c.name])+'</td>').join('')+'</tr>';
  document.getElementById('result').innerHTML=h+'</tbody></table></div>';
 }}
-const KEY='shoplake.saved-queries';
-const saved=()=>JSON.parse(localStorage.getItem(KEY)||'[]');
-function fill(){{const s=document.getElementById('saved');s.length=1;for(const q of saved()){{const o=document.createElement('option');o.value=q.sql;o.textContent=q.name;s.appendChild(o);}}}}
+async function fill(){{
+ const s=document.getElementById('saved');s.length=1;
+ const r=await fetch('/api/queries',{{credentials:'same-origin'}});if(!r.ok)return;
+ for(const q of (await r.json()).queries){{const o=document.createElement('option');o.value=q.sql;o.textContent=q.name;s.appendChild(o);}}
+}}
 document.getElementById('sqlform').addEventListener('submit',e=>{{e.preventDefault();run(null);}});
 document.getElementById('csv').addEventListener('click',()=>run('csv'));
-document.getElementById('save').addEventListener('click',()=>{{const name=prompt('Name of the query');if(!name)return;const l=saved().filter(q=>q.name!==name);l.push({{name,sql:document.getElementById('sql').value}});localStorage.setItem(KEY,JSON.stringify(l));fill();}});
+document.getElementById('save').addEventListener('click',async()=>{{
+ const name=prompt('Name of the query');if(!name)return;
+ const r=await fetch('/api/queries',{{method:'POST',credentials:'same-origin',headers:{{'Content-Type':'application/json','X-CSRF-Token':await token()}},body:JSON.stringify({{name,sql:document.getElementById('sql').value}})}});
+ document.getElementById('status').textContent=r.ok?'Saved as '+name+'.':(await r.json()).error;fill();
+}});
 document.getElementById('saved').addEventListener('change',e=>{{if(e.target.value)document.getElementById('sql').value=e.target.value;}});
 fill();
 }})();
