@@ -32,6 +32,7 @@ use shoplake_query::output::{OutputFormat, to_string};
 use shoplake_query::{QueryEngine, QueryError, reports};
 
 use crate::auth::{self, Denied, Principal, Via};
+use crate::dashboard::html::esc;
 
 /// A runtime of its own for queries; shut down without blocking when the
 /// server stops.
@@ -481,16 +482,9 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn login_form(error: Option<&str>, name: &str) -> String {
     let err = error.map_or(String::new(), |e| {
-        format!("<p class=err role=alert>{}</p>", escape(e))
+        format!("<p class=err role=alert>{}</p>", esc(e))
     });
     page(
         "Log in",
@@ -499,7 +493,7 @@ fn login_form(error: Option<&str>, name: &str) -> String {
              <label for=name>User</label><input id=name name=name autocomplete=username required value=\"{}\">\
              <label for=password>Password</label><input id=password name=password type=password autocomplete=current-password required>\
              <button type=submit>Log in</button></form>",
-            escape(name)
+            esc(name)
         ),
     )
 }
@@ -556,12 +550,12 @@ async fn login(State(api): State<Arc<Api>>, Form(f): Form<LoginForm>) -> Respons
         }
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Html(page("Error", &escape(&e))),
+            Html(page("Error", &esc(&e))),
         )
             .into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Html(page("Error", &escape(&e.to_string()))),
+            Html(page("Error", &esc(&e.to_string()))),
         )
             .into_response(),
     }
