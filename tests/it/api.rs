@@ -540,7 +540,7 @@ fn shown(s: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live_purchase() {
-    use crate::collect::{KEY, browser_tools};
+    use crate::collect::{KEY, browser_tools, node_flow};
     let Some((sdk, chromium)) = browser_tools() else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -565,33 +565,18 @@ async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live
     let s = Server::start(fx.dir.path(), cfg).await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let base = format!("http://{}", s.addr);
-    let out = {
-        let shots = shots.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new("node")
-                .arg(sdk.join("test/dashboard-flow-cli.mjs"))
-                .args([&base, "owner", password, KEY])
-                .arg(&shots)
-                .env("CHROMIUM", chromium)
-                .output()
-                .expect("run node")
-        })
-        .await
-        .unwrap()
-    };
-    assert!(
-        out.status.success(),
-        "dashboard flow failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flow: serde_json::Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .expect("a JSON line"),
+    let flow = node_flow(
+        sdk.join("test/dashboard-flow-cli.mjs"),
+        vec![
+            base,
+            "owner".into(),
+            password.into(),
+            KEY.into(),
+            shots.display().to_string(),
+        ],
+        chromium,
     )
-    .unwrap();
+    .await;
     s.stop().await;
 
     // the overview covers the last 30 days with data: here, all 16

@@ -747,6 +747,40 @@ pub(crate) fn browser_tools() -> Option<(PathBuf, PathBuf)> {
         .then_some((root, chromium))
 }
 
+/// Runs a browser flow script (`sdk/js/test/*-cli.mjs`) with `args` in
+/// `chromium` and returns the JSON line it prints; panics with its output
+/// if it fails.
+pub(crate) async fn node_flow(
+    script: PathBuf,
+    args: Vec<String>,
+    chromium: PathBuf,
+) -> serde_json::Value {
+    let name = script.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("a JSON line"),
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tracker_in_headless_chromium_buys_and_the_lake_has_it() {
     let Some((sdk, chromium)) = browser_tools() else {
@@ -762,29 +796,12 @@ async fn the_tracker_in_headless_chromium_buys_and_the_lake_has_it() {
     let dir = TempDir::new().unwrap();
     let srv = Server::start(dir.path(), test_config()).await;
     let base = format!("http://{}", srv.addr);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(sdk.join("test/store-flow-cli.mjs"))
-            .args([&base, KEY])
-            .env("CHROMIUM", chromium)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "store flow failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flow: serde_json::Value = serde_json::from_slice(
-        out.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| l.starts_with(b"{"))
-            .expect("a JSON line"),
+    let flow = node_flow(
+        sdk.join("test/store-flow-cli.mjs"),
+        vec![base, KEY.to_string()],
+        chromium,
     )
-    .unwrap();
+    .await;
     let order_id = flow["orderId"].as_str().expect("orderId").to_string();
     srv.stop().await;
 
