@@ -110,6 +110,92 @@ async fn tables_written_by_an_older_version_are_rebuilt_from_raw() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_of_the_session_tables_keeps_the_days_only_the_collector_saw() {
+    use shoplake_core::event::{Event, EventBatchBuilder};
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    // a day after the files' last one, known only from collected events
+    let d = day(crate::common::START) + crate::common::DAYS as i32 + 3;
+    let midnight = i64::from(d) * 86_400 * 1_000_000;
+    let mut b = EventBatchBuilder::new(4);
+    for (i, (t, page)) in [("page_view", "/"), ("product_view", "/p/P0001")]
+        .into_iter()
+        .enumerate()
+    {
+        b.push(&Event {
+            event_id: format!("col-{i}").into(),
+            event_type: t,
+            event_name: t.into(),
+            event_ts: midnight + 3_600_000_000 + i as i64 * 60_000_000,
+            received_at: midnight + 3_600_000_000 + i as i64 * 60_000_000,
+            session_id: Some("col-session".into()),
+            anonymous_id: Some("anon-col".into()),
+            page_url: Some(format!("https://shop.example{page}").into()),
+            page_path: Some(page.into()),
+            referrer: Some("https://www.google.com/search?q=shoes".into()),
+            browser: Some("Firefox".into()),
+            product_id: (t == "product_view").then(|| "P0001".into()),
+            device_type: "desktop",
+            source: "web".into(),
+            protocol: "segment",
+            ..Default::default()
+        });
+    }
+    fx.lake
+        .write(
+            &schema::EVENTS,
+            vec![b.finish().unwrap()],
+            shoplake_lake::WriteMode::Append,
+        )
+        .await
+        .unwrap();
+
+    // an upgrade changes processed.sessions: it is rebuilt with that day
+    downgrade(&fx, &schema::SESSIONS, "browser").await;
+    let path = fx.lake.state_dir().join("pipeline.json");
+    let mut marks: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    marks["layout"] = serde_json::json!(0);
+    std::fs::write(&path, serde_json::to_vec(&marks).unwrap()).unwrap();
+    let summary = fx.run(&PipelineOptions::default()).await;
+    assert!(
+        summary.steps.iter().any(|s| s.name == "collected_sessions"),
+        "{:?}",
+        summary.steps.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let rows = fx
+        .query(&format!(
+            "SELECT session_id, events, browser, referrer_host FROM processed.sessions \
+             WHERE date = DATE '{}'",
+            ymd(d)
+        ))
+        .await;
+    assert_eq!(rows.len(), 1, "the collected day's session is back");
+    let r = rows.row(0);
+    assert_eq!(
+        (
+            r.str("session_id"),
+            r.i64("events"),
+            r.str("browser"),
+            r.str("referrer_host")
+        ),
+        ("col-session", 2, "Firefox", "google.com")
+    );
+    let views = fx
+        .query(&format!(
+            "SELECT views FROM processed.product_activity WHERE date = DATE '{}'",
+            ymd(d)
+        ))
+        .await;
+    assert_eq!(views.row(0).i64("views"), 1);
+    // the files' days are all there too
+    let days = fx
+        .query("SELECT count(DISTINCT date) AS n FROM processed.sessions")
+        .await;
+    assert_eq!(days.row(0).i64("n"), i64::from(crate::common::DAYS) + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn day_grain_models_stay_compact_over_many_incremental_runs() {
     let mut fx = Fixture::with(&small_config());
     fx.cfg.lake.compact_after_files = 3;

@@ -570,6 +570,7 @@ pub const SESSIONS: Table = Table {
         c("is_bounce", Bool, "A single event."),
         c("converted", Bool, "At least one purchase."),
         c("device_type", Text, "Device of the first event."),
+        n("browser", Text, "Browser family of the first event."),
         n("landing_page", Text, "Path of the first event."),
         n("exit_page", Text, "Path of the last event."),
         c(
@@ -583,6 +584,11 @@ pub const SESSIONS: Table = Table {
             "utm_medium of the landing page; `unknown` when it has a utm_source but no medium, else `none`.",
         ),
         n("campaign", Text, "utm_campaign of the landing page."),
+        n(
+            "referrer_host",
+            Text,
+            "Host of the first event's referrer, without `www.`; null without one, or when it is the shop's own host.",
+        ),
         n("country", Text, "Country of the first event."),
         DATE_PART,
     ],

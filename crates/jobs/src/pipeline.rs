@@ -638,14 +638,19 @@ async fn sessions_from_table(
     dates: &[i32],
     threads: usize,
 ) -> Result<u64> {
-    let sql = format!(
-        "SELECT {} FROM processed.events WHERE {}",
-        sessions::EVENT_COLUMNS,
-        dates_predicate(dates)
-    );
-    let evs = engine.run_internal(&sql).await?;
-    let task = derive_sessions(evs, cfg.pipeline.session_timeout_minutes);
-    write_sessions(lake, dates, task, threads).await
+    // a week at a time: a rebuild of months of collected days stays in memory
+    let mut n = 0;
+    for days in dates.chunks(7) {
+        let sql = format!(
+            "SELECT {} FROM processed.events WHERE {}",
+            sessions::EVENT_COLUMNS,
+            dates_predicate(days)
+        );
+        let evs = engine.run_internal(&sql).await?;
+        let task = derive_sessions(evs, cfg.pipeline.session_timeout_minutes);
+        n += write_sessions(lake, days, task, threads).await?;
+    }
+    Ok(n)
 }
 
 /// Runs the pipeline once, recording it in the run history
@@ -1177,7 +1182,7 @@ async fn run_steps(
         .map(|(d, _)| *d)
         .collect();
     // days with new clickstream files are sessionised with them
-    let collected_only: Vec<i32> = collected
+    let mut collected_only: Vec<i32> = collected
         .iter()
         .copied()
         .filter(|d| !click_dates.contains(d))
@@ -1291,6 +1296,28 @@ async fn run_steps(
     let products_changed = !plans[&Source::Products].parts.is_empty();
     for s in [Source::Transactions, Source::Clickstream, Source::Reviews] {
         etl_dates.extend(plans[&s].parts.iter().map(|(d, _)| *d));
+    }
+    // Rebuilt session tables need every day of the events, collected ones
+    // included (clickstream files cover only theirs): those without files
+    // are sessionised from processed.events.
+    if rebuilt
+        .iter()
+        .any(|t| *t == schema::SESSIONS.qualified() || *t == schema::PRODUCT_ACTIVITY.qualified())
+    {
+        let click: BTreeSet<i32> = plans[&Source::Clickstream]
+            .parts
+            .iter()
+            .map(|(d, _)| *d)
+            .collect();
+        let mut days: BTreeSet<i32> = collected_only.iter().copied().collect();
+        days.extend(
+            lake.partition_dates(&schema::EVENTS)
+                .await?
+                .into_iter()
+                .filter(|d| !click.contains(d)),
+        );
+        collected_only = days.into_iter().collect();
+        etl_dates.extend(collected_only.iter().copied());
     }
     lake.ensure_tables().await?;
     r.finish(

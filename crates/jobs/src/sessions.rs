@@ -19,7 +19,8 @@ use crate::error::{JobError, Result};
 
 /// The columns sessionisation reads from `processed.events`.
 pub const EVENT_COLUMNS: &str = "session_id, anonymous_id, user_id, event_id, event_ts, event_type, \
-     device_type, page_path, utm_source, utm_medium, utm_campaign, country, product_id, date";
+     device_type, browser, page_url, page_path, referrer, utm_source, utm_medium, utm_campaign, country, \
+     product_id, date";
 
 /// Builds `processed.product_activity` rows (per day and product) from the
 /// events of whole days.
@@ -80,7 +81,10 @@ struct Cols<'a> {
     ts: &'a TimestampMicrosecondArray,
     event_type: &'a StringArray,
     device: &'a StringArray,
+    browser: &'a StringArray,
+    page_url: &'a StringArray,
     page: &'a StringArray,
+    referrer: &'a StringArray,
     utm_source: &'a StringArray,
     utm_medium: &'a StringArray,
     utm_campaign: &'a StringArray,
@@ -108,7 +112,10 @@ impl<'a> Cols<'a> {
             ts: col(b, "event_ts")?,
             event_type: col(b, "event_type")?,
             device: col(b, "device_type")?,
+            browser: col(b, "browser")?,
+            page_url: col(b, "page_url")?,
             page: col(b, "page_path")?,
+            referrer: col(b, "referrer")?,
             utm_source: col(b, "utm_source")?,
             utm_medium: col(b, "utm_medium")?,
             utm_campaign: col(b, "utm_campaign")?,
@@ -226,6 +233,25 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
     Ok(Some(out.finish()?))
 }
 
+/// The host of an absolute URL, lowercase and without `www.` or a port
+/// (`https://www.Google.com/search?q=x` → `google.com`); None for a path
+/// or anything else without a host.
+pub fn url_host(url: &str) -> Option<String> {
+    let (_, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => host.split(':').next()?,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host
+        .strip_prefix("www.")
+        .map(str::to_string)
+        .unwrap_or(host);
+    (!host.is_empty()).then_some(host)
+}
+
 #[derive(Default)]
 struct Builders {
     session_id: StringBuilder,
@@ -244,11 +270,13 @@ struct Builders {
     bounce: BooleanBuilder,
     converted: BooleanBuilder,
     device: StringBuilder,
+    browser: StringBuilder,
     landing: StringBuilder,
     exit: StringBuilder,
     source: StringBuilder,
     medium: StringBuilder,
     campaign: StringBuilder,
+    referrer: StringBuilder,
     country: StringBuilder,
     date: Date32Builder,
 }
@@ -302,6 +330,7 @@ impl Builders {
         self.bounce.append_value(s.len() == 1);
         self.converted.append_value(pu > 0);
         self.device.append_value(fc.device.value(fr));
+        self.browser.append_option(opt(fc.browser, fr));
         self.landing.append_option(opt(fc.page, fr));
         self.exit.append_option(opt(lc.page, lr));
         let src = opt(fc.utm_source, fr);
@@ -313,6 +342,12 @@ impl Builders {
                 (None, None) => "none",
             });
         self.campaign.append_option(opt(fc.utm_campaign, fr));
+        let own = opt(fc.page_url, fr).and_then(url_host);
+        self.referrer.append_option(
+            opt(fc.referrer, fr)
+                .and_then(url_host)
+                .filter(|h| Some(h) != own.as_ref()),
+        );
         self.country.append_option(opt(fc.country, fr));
         self.date.append_value(first.date);
     }
@@ -335,11 +370,13 @@ impl Builders {
             Arc::new(self.bounce.finish()),
             Arc::new(self.converted.finish()),
             Arc::new(self.device.finish()),
+            Arc::new(self.browser.finish()),
             Arc::new(self.landing.finish()),
             Arc::new(self.exit.finish()),
             Arc::new(self.source.finish()),
             Arc::new(self.medium.finish()),
             Arc::new(self.campaign.finish()),
+            Arc::new(self.referrer.finish()),
             Arc::new(self.country.finish()),
             Arc::new(self.date.finish()),
         ];
@@ -439,5 +476,60 @@ mod tests {
             .downcast_ref::<StringArray>()
             .unwrap();
         assert_eq!(src.value(0), "direct");
+    }
+
+    #[test]
+    fn referrer_hosts() {
+        for (url, host) in [
+            ("https://www.Google.com/search?q=x", Some("google.com")),
+            ("http://news.example:8080/a", Some("news.example")),
+            ("https://user:pw@shop.example.", Some("shop.example")),
+            ("https://[::1]:443/x", Some("::1")),
+            (
+                "android-app://com.google.android.gm/",
+                Some("com.google.android.gm"),
+            ),
+            ("/relative/path", None),
+            ("https://", None),
+            ("", None),
+        ] {
+            assert_eq!(url_host(url).as_deref(), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_session_keeps_its_first_browser_and_outside_referrer() {
+        let mut b = EventBatchBuilder::new(8);
+        let mut first = ev("1", Some("S1"), "A", 100, "page_view", "/");
+        first.page_url = Some("https://shop.example/?utm_source=x".into());
+        first.referrer = Some("https://www.google.com/search?q=shoes".into());
+        first.browser = Some("Firefox".into());
+        let mut second = ev("2", Some("S1"), "A", 160, "product_view", "/p/1");
+        second.referrer = Some("https://other.example/".into());
+        second.browser = Some("Chrome".into());
+        // a session whose referrer is the shop itself has none
+        let mut own = ev("3", Some("S2"), "B", 200, "page_view", "/x");
+        own.page_url = Some("https://www.shop.example/x".into());
+        own.referrer = Some("https://shop.example/".into());
+        for e in [first, second, own] {
+            b.push(&e);
+        }
+        let s = sessionise(&[b.finish().unwrap()], 30).unwrap().unwrap();
+        let text = |c: &str| {
+            let a = s
+                .column_by_name(c)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            (0..a.len())
+                .map(|i| opt(a, i).map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(text("browser"), [Some("Firefox".to_string()), None]);
+        assert_eq!(
+            text("referrer_host"),
+            [Some("google.com".to_string()), None]
+        );
     }
 }

@@ -261,6 +261,25 @@ impl Lake {
         Ok(out)
     }
 
+    /// The `date` partitions `t` holds (from its log; no data is read).
+    pub async fn partition_dates(&self, t: &Table) -> Result<Vec<i32>> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(Vec::new());
+        };
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| LakeError::delta(t.qualified(), e))?;
+        let mut dates = std::collections::BTreeSet::new();
+        for f in snapshot.log_data().iter() {
+            if let Some(Some(d)) = f.partition_values_map().get("date")
+                && let Ok(d) = shoplake_core::time::parse_date(d)
+            {
+                dates.insert(d);
+            }
+        }
+        Ok(dates.into_iter().collect())
+    }
+
     /// Adds `columns` to `t` as nullable text columns, after those it has
     /// (see "Schema evolution" in the module docs); returns the ones that
     /// were new. One commit that changes only the schema: the data commit

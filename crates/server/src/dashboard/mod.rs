@@ -43,7 +43,7 @@ type Params = Query<HashMap<String, String>>;
 
 /// A page that could not be drawn: a redirect to the login, a refusal, or
 /// an error shown as a page.
-struct PageError(Box<Response>);
+pub(crate) struct PageError(Box<Response>);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -66,7 +66,7 @@ fn error_page(status: StatusCode, msg: &str) -> PageError {
 
 /// The request's principal for page `path`: without a login, a redirect
 /// to `/login`; below `role`, 403.
-fn gate(api: &Api, headers: &HeaderMap, role: Role) -> Result<Principal, PageError> {
+pub(crate) fn gate(api: &Api, headers: &HeaderMap, role: Role) -> Result<Principal, PageError> {
     match auth::authenticate(&api.store, api.oidc.as_deref(), headers) {
         Ok(p) => {
             p.require(role)
@@ -604,7 +604,7 @@ async fn traffic(
     let who = gate(&api, &headers, Role::Viewer)?;
     let r = range(&api, &q).await?;
     let w = between(&r);
-    let (device, sources, landing) = tokio::join!(
+    let (device, sources, landing, browsers, referrers) = tokio::join!(
         rows(
             &api,
             format!(
@@ -628,8 +628,24 @@ async fn traffic(
                  FROM processed.sessions WHERE {w} GROUP BY 1 ORDER BY sessions DESC LIMIT 15"
             )
         ),
+        rows(
+            &api,
+            format!(
+                "SELECT coalesce(browser, '(unknown)') AS k, count(*) AS sessions \
+                 FROM processed.sessions WHERE {w} GROUP BY 1 ORDER BY sessions DESC LIMIT 10"
+            )
+        ),
+        rows(
+            &api,
+            format!(
+                "SELECT coalesce(referrer_host, '(none)') AS k, count(*) AS sessions, \
+                 sum(CASE WHEN converted THEN 1 ELSE 0 END) AS converted \
+                 FROM processed.sessions WHERE {w} GROUP BY 1 ORDER BY sessions DESC LIMIT 15"
+            )
+        ),
     );
-    let (device, sources, landing) = (device?, sources?, landing?);
+    let (device, sources, landing, browsers, referrers) =
+        (device?, sources?, landing?, browsers?, referrers?);
     let dbars: Vec<(String, f64, String)> = device
         .iter()
         .map(|d| {
@@ -640,7 +656,21 @@ async fn traffic(
             )
         })
         .collect();
-    let mut body = charts::hbars("Sessions by device", &dbars);
+    let bbars: Vec<(String, f64, String)> = browsers
+        .iter()
+        .map(|d| {
+            (
+                text(d, "k"),
+                num(d, "sessions"),
+                fmt_count(num(d, "sessions")),
+            )
+        })
+        .collect();
+    let mut body = format!(
+        r#"<div class="grid2">{}{}</div>"#,
+        charts::hbars("Sessions by device", &dbars),
+        charts::hbars("Sessions by browser", &bbars)
+    );
     let sdata: Vec<Vec<String>> = sources
         .iter()
         .map(|s| {
@@ -679,12 +709,29 @@ async fn traffic(
             ]
         })
         .collect();
-    body += "<h2>Landing pages</h2>";
+    let rdata: Vec<Vec<String>> = referrers
+        .iter()
+        .map(|l| {
+            vec![
+                text(l, "k"),
+                fmt_count(num(l, "sessions")),
+                pct(ratio(num(l, "converted"), num(l, "sessions"))),
+            ]
+        })
+        .collect();
+    body += r#"<div class="grid2"><div><h2>Landing pages</h2>"#;
     body += &table(
         "landing",
         &["landing page", "#sessions", "#conversion"],
         &ldata,
     );
+    body += "</div><div><h2>Referrers</h2>";
+    body += &table(
+        "referrers",
+        &["referring site", "#sessions", "#conversion"],
+        &rdata,
+    );
+    body += "</div></div>";
     Ok(html(page("Traffic", "/traffic", &who, Some(&r), &body)))
 }
 
