@@ -528,6 +528,18 @@ async fn a_login_session_needs_its_csrf_token_for_changes_and_ends_on_logout() {
     assert_eq!(r.status, 200, "a viewer's session reads reports");
     assert!(store.remove_user("vic").unwrap());
     assert_eq!(get(&s, "/api/me", &[("Cookie", vic.as_str())]).status, 401);
+
+    // password guessing: after 5 failures even the right password is refused
+    // unchecked, with Retry-After
+    for i in 0..5 {
+        assert_eq!(form("ada", &format!("guess {i}")).status, 401, "guess {i}");
+    }
+    let r = form("ada", "correct horse battery");
+    assert_eq!(r.status, 429);
+    assert!(header(&r, "set-cookie").is_none());
+    let wait: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    assert!(String::from_utf8_lossy(&r.body).contains("Too many failed attempts"));
     s.stop().await;
 }
 
@@ -556,7 +568,7 @@ async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live
     store
         .add_user(
             "owner",
-            Role::Analyst,
+            Role::Admin,
             &auth::hash_password(password).unwrap(),
         )
         .unwrap();
@@ -616,6 +628,7 @@ async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live
         ("/pipeline", "Pipeline & quality"),
         ("/sql", "SQL"),
         ("/live", "Live"),
+        ("/admin", "Admin"),
     ] {
         assert_eq!(flow["pages"][path], title, "{path}");
     }
@@ -629,6 +642,7 @@ async fn the_dashboard_in_headless_chromium_shows_the_reports_numbers_and_a_live
         "pipeline",
         "sql",
         "live",
+        "admin",
         "live-after-purchase",
         "overview-phone-dark",
     ] {
@@ -748,5 +762,225 @@ async fn oidc_tokens_are_verified_against_the_providers_keys() {
             json(&r)
         );
     }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_users_tokens_and_write_keys_from_the_api_and_the_admin_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state")).unwrap();
+    store
+        .add_user(
+            "ada",
+            Role::Admin,
+            &auth::hash_password("correct horse battery").unwrap(),
+        )
+        .unwrap();
+    let (admin, _) = auth::create_token(&store, "ops", Role::Admin, None).unwrap();
+    let (analyst, _) = auth::create_token(&store, "notebook", Role::Analyst, None).unwrap();
+    let s = Server::start(dir.path(), Config::default()).await;
+    let admin = format!("Bearer {admin}");
+    let analyst = format!("Bearer {analyst}");
+    let adm = [
+        ("Authorization", admin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let call = |method: &str, path: &str, h: &[(&str, &str)], body: &str| {
+        http(s.addr, method, path, h, body.as_bytes()).unwrap()
+    };
+
+    // only admins: anonymous 401, an analyst 403, on every route
+    let routes = [
+        ("GET", "/api/users"),
+        ("POST", "/api/users"),
+        ("PATCH", "/api/users/ada"),
+        ("DELETE", "/api/users/ada"),
+        ("GET", "/api/tokens"),
+        ("POST", "/api/tokens"),
+        ("DELETE", "/api/tokens/ops"),
+        ("GET", "/api/keys"),
+        ("POST", "/api/keys"),
+        ("DELETE", "/api/keys/web"),
+    ];
+    for (method, path) in routes {
+        assert_eq!(call(method, path, &[], "{}").status, 401, "{method} {path}");
+        let r = call(method, path, &[("Authorization", analyst.as_str())], "{}");
+        assert_eq!(r.status, 403, "{method} {path} as an analyst");
+    }
+    assert_eq!(get(&s, "/admin", &[]).status, 303);
+    assert_eq!(
+        get(&s, "/admin", &[("Authorization", analyst.as_str())]).status,
+        403
+    );
+
+    // users: refused bodies say why; a new user logs in; a role change ends
+    // their sessions; the last admin stays
+    let r = call(
+        "POST",
+        "/api/users",
+        &adm,
+        r#"{"name":"bea","role":"viewer","password":"short"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert!(json(&r)["error"].as_str().unwrap().contains("8 characters"));
+    let r = call(
+        "POST",
+        "/api/users",
+        &adm,
+        r#"{"name":"bea","role":"boss","password":"long enough"}"#,
+    );
+    assert_eq!(r.status, 400);
+    assert!(json(&r)["error"].as_str().unwrap().contains("unknown role"));
+    let r = call(
+        "POST",
+        "/api/users",
+        &adm,
+        r#"{"name":"bea","role":"viewer","password":"long enough"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", json(&r));
+    let r = call(
+        "POST",
+        "/api/users",
+        &adm,
+        r#"{"name":"bea","role":"viewer","password":"long enough"}"#,
+    );
+    assert_eq!(r.status, 409);
+    let login = |name: &str, pw: &str| {
+        let r = http(
+            s.addr,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            format!("name={name}&password={}", pw.replace(' ', "+")).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 303, "{name} logs in");
+        header(&r, "set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let bea = login("bea", "long enough");
+    assert_eq!(get(&s, "/api/me", &[("Cookie", bea.as_str())]).status, 200);
+    let users = json(&get(&s, "/api/users", &adm));
+    let listed: Vec<(&str, &str)> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(listed, [("ada", "admin"), ("bea", "viewer")]);
+    assert!(!users.to_string().contains("argon2"), "no password hashes");
+    let r = call("PATCH", "/api/users/bea", &adm, r#"{"role":"analyst"}"#);
+    assert_eq!(r.status, 200, "{}", json(&r));
+    assert_eq!(get(&s, "/api/me", &[("Cookie", bea.as_str())]).status, 401);
+    assert_eq!(
+        call("PATCH", "/api/users/nobody", &adm, r#"{"role":"admin"}"#).status,
+        404
+    );
+    for (method, body) in [("PATCH", r#"{"role":"viewer"}"#), ("DELETE", "")] {
+        let r = call(method, "/api/users/ada", &adm, body);
+        assert_eq!(r.status, 409, "{method} the last admin");
+        assert!(json(&r)["error"].as_str().unwrap().contains("last admin"));
+    }
+
+    // tokens: shown once, work, then revoked
+    let r = call(
+        "POST",
+        "/api/tokens",
+        &adm,
+        r#"{"name":"ci","role":"viewer","expires_days":30}"#,
+    );
+    assert_eq!(r.status, 201, "{}", json(&r));
+    let made = json(&r);
+    let token = format!("Bearer {}", made["token"].as_str().unwrap());
+    assert!(made["expires_at"].as_str().unwrap() > "2026");
+    let t = [("Authorization", token.as_str())];
+    assert_eq!(json(&get(&s, "/api/me", &t))["name"], "ci");
+    let listed = json(&get(&s, "/api/tokens", &adm)).to_string();
+    assert!(listed.contains("\"ci\"") && !listed.contains(made["token"].as_str().unwrap()));
+    assert_eq!(call("DELETE", "/api/tokens/ci", &adm, "").status, 200);
+    assert_eq!(get(&s, "/api/me", &t).status, 401);
+    assert_eq!(call("DELETE", "/api/tokens/ci", &adm, "").status, 404);
+
+    // write keys: a new source's key is accepted by the collector, and
+    // refused within seconds of its revocation
+    let r = call("POST", "/api/keys", &adm, r#"{"name":"bad name!"}"#);
+    assert_eq!(r.status, 400);
+    let r = call("POST", "/api/keys", &adm, r#"{"name":"shop2"}"#);
+    assert_eq!(r.status, 201, "{}", json(&r));
+    let key = json(&r)["key"].as_str().unwrap().to_string();
+    let track = |key: &str| {
+        let body = format!(r#"{{"writeKey":"{key}","event":"Product Viewed","anonymousId":"a1"}}"#);
+        call(
+            "POST",
+            "/v1/track",
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .status
+    };
+    let waited = |want: u16| {
+        let t0 = std::time::Instant::now();
+        while track(&key) != want {
+            assert!(t0.elapsed().as_secs() < 10, "the key never became {want}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    waited(200);
+    let keys = json(&get(&s, "/api/keys", &adm));
+    assert_eq!(keys["keys"][0]["name"], "shop2");
+    assert!(!keys.to_string().contains(&key));
+    assert_eq!(call("DELETE", "/api/keys/shop2", &adm, "").status, 200);
+    waited(401);
+
+    // the page: an admin's login sees everyone; its forms need the CSRF
+    // token and show a new secret once
+    let ada = login("ada", "correct horse battery");
+    let c = [("Cookie", ada.as_str())];
+    let page = String::from_utf8(get(&s, "/admin", &c).body).unwrap();
+    for want in ["<h1>Admin</h1>", "bea", "ops", "shop2", r#"href="/admin""#] {
+        assert!(page.contains(want), "the admin page lacks {want}");
+    }
+    let csrf = json(&get(&s, "/api/me", &c))["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form = |body: String| {
+        http(
+            s.addr,
+            "POST",
+            "/admin",
+            &[
+                ("Cookie", ada.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let r = form("action=create_key&name=shop3".into());
+    assert_eq!(r.status, 403);
+    assert!(!String::from_utf8_lossy(&r.body).contains(r#"id="secret""#));
+    let r = form(format!(
+        "csrf={csrf}&action=create_key&name=shop3&rate_limit=50"
+    ));
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains(r#"id="secret""#) && body.contains("sk_"),
+        "{body}"
+    );
+    let r = form(format!("csrf={csrf}&action=remove_user&name=ada"));
+    assert_eq!(r.status, 409);
+    assert!(String::from_utf8_lossy(&r.body).contains("last admin"));
+    let r = form(format!("csrf={csrf}&action=remove_user&name=bea"));
+    assert_eq!(r.status, 200);
+    assert!(store.user("bea").unwrap().is_none());
+    let r = json(&get(&s, "/api/keys", &adm));
+    assert_eq!(r["keys"][1]["name"], "shop3");
+    assert_eq!(r["keys"][1]["rate_limit"], 50.0);
     s.stop().await;
 }

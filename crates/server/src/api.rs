@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -76,6 +76,12 @@ pub(crate) struct Api {
     pub(crate) running: Arc<std::sync::atomic::AtomicBool>,
     /// JWTs of an OIDC provider, when configured.
     pub(crate) oidc: Option<Arc<auth::Oidc>>,
+    /// Failed logins, to refuse password guessing.
+    pub(crate) throttle: auth::Throttle,
+    /// Client addresses come from `X-Forwarded-For` (behind a proxy).
+    pub(crate) trust_forwarded_for: bool,
+    /// The data directory (the write-key file is under it).
+    pub(crate) data_dir: PathBuf,
 }
 
 pub(crate) fn router(api: Arc<Api>) -> Router {
@@ -134,7 +140,12 @@ pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
 impl Api {
     /// The request's principal, refused below `role`; a session's change
     /// must carry its CSRF token.
-    fn allow(&self, headers: &HeaderMap, role: Role, change: bool) -> ApiResult<Principal> {
+    pub(crate) fn allow(
+        &self,
+        headers: &HeaderMap,
+        role: Role,
+        change: bool,
+    ) -> ApiResult<Principal> {
         let p = auth::authenticate(&self.store, self.oidc.as_deref(), headers)?;
         p.require(role)?;
         if change {
@@ -508,9 +519,32 @@ struct LoginForm {
     password: String,
 }
 
-async fn login(State(api): State<Arc<Api>>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let store = api.store.clone();
     let name = f.name.trim().to_string();
+    let ip = crate::routes::client_ip(api.trust_forwarded_for, &headers, Some(peer));
+    if let Some(wait) = api.throttle.check(&name, ip, Instant::now()) {
+        tracing::warn!(user = %name, ip = ?ip, "login refused: too many failed attempts");
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(login_form(
+                Some(&format!(
+                    "Too many failed attempts. Try again in {} minute(s).",
+                    wait.div_ceil(60)
+                )),
+                &name,
+            )),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
+    }
     let who = name.clone();
     // argon2 costs tens of milliseconds of CPU: not on the I/O threads
     let checked =
@@ -532,6 +566,7 @@ async fn login(State(api): State<Arc<Api>>, Form(f): Form<LoginForm>) -> Respons
     match checked {
         Ok(Ok(Some((id, _csrf)))) => {
             tracing::info!(user = %name, "logged in");
+            api.throttle.succeeded(&name, ip);
             let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             if let Ok(v) =
                 HeaderValue::from_str(&auth::session_cookie(Some(&id), api.secure_cookies))
@@ -541,7 +576,8 @@ async fn login(State(api): State<Arc<Api>>, Form(f): Form<LoginForm>) -> Respons
             r
         }
         Ok(Ok(None)) => {
-            tracing::warn!(user = %name, "failed login");
+            tracing::warn!(user = %name, ip = ?ip, "failed login");
+            api.throttle.failed(&name, ip, Instant::now());
             (
                 StatusCode::UNAUTHORIZED,
                 Html(login_form(Some("Wrong user or password."), &name)),

@@ -393,6 +393,128 @@ pub fn session_cookie(id: Option<&str>, secure: bool) -> String {
     }
 }
 
+/// How many failed logins are allowed within [`THROTTLE_WINDOW`] before
+/// further attempts are refused unchecked: per user name from one address,
+/// per address (guessing many names) and per name from anywhere (a
+/// distributed guess). The per-name limit is high so that a stranger cannot
+/// lock an account's owner out from another address for long.
+pub const LOGIN_LIMITS: [(Scope, usize); 3] =
+    [(Scope::NameAndIp, 5), (Scope::Ip, 30), (Scope::Name, 100)];
+
+/// The window failed logins are counted over.
+pub const THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What a failed-login count is kept per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One user name from one address.
+    NameAndIp,
+    /// One address, whatever the name.
+    Ip,
+    /// One user name, from anywhere.
+    Name,
+}
+
+/// Failed logins of the last [`THROTTLE_WINDOW`], to refuse password
+/// guessing: a guess costs the attacker a refusal, not an argon2 check.
+/// Memory is bounded: at most [`Throttle::MAX_KEYS`] keys (the stalest go
+/// first) of at most the scope's limit each.
+#[derive(Default)]
+pub struct Throttle {
+    failures: std::sync::Mutex<
+        std::collections::HashMap<(Scope, String), std::collections::VecDeque<std::time::Instant>>,
+    >,
+}
+
+impl Throttle {
+    /// Keys kept at most.
+    pub const MAX_KEYS: usize = 100_000;
+
+    fn keys(name: &str, ip: Option<std::net::IpAddr>) -> Vec<(Scope, usize, String)> {
+        let name = name.trim().to_lowercase();
+        let ip = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        LOGIN_LIMITS
+            .iter()
+            .map(|&(scope, limit)| {
+                let key = match scope {
+                    Scope::NameAndIp => format!("{name}\u{0}{ip}"),
+                    Scope::Ip => ip.clone(),
+                    Scope::Name => name.clone(),
+                };
+                (scope, limit, key)
+            })
+            .collect()
+    }
+
+    /// `Some(seconds to wait)` when an attempt for `name` from `ip` must be
+    /// refused now.
+    pub fn check(
+        &self,
+        name: &str,
+        ip: Option<std::net::IpAddr>,
+        now: std::time::Instant,
+    ) -> Option<u64> {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(name, ip)
+            .into_iter()
+            .filter_map(|(scope, limit, key)| {
+                let q = map.get(&(scope, key))?;
+                let recent: Vec<_> = q
+                    .iter()
+                    .filter(|t| now.duration_since(**t) < THROTTLE_WINDOW)
+                    .collect();
+                // wait until the oldest failure that counts leaves the window
+                (recent.len() >= limit).then(|| {
+                    let oldest = *recent[recent.len() - limit];
+                    (THROTTLE_WINDOW - now.duration_since(oldest))
+                        .as_secs()
+                        .max(1)
+                })
+            })
+            .max()
+    }
+
+    /// Records a failed login.
+    pub fn failed(&self, name: &str, ip: Option<std::net::IpAddr>, now: std::time::Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= Self::MAX_KEYS {
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < THROTTLE_WINDOW)
+            });
+            if map.len() >= Self::MAX_KEYS
+                && let Some(stalest) = map
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied())
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&stalest);
+            }
+        }
+        for (scope, limit, key) in Self::keys(name, ip) {
+            let q = map.entry((scope, key)).or_default();
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= THROTTLE_WINDOW)
+                || q.len() >= limit
+            {
+                q.pop_front();
+            }
+            q.push_back(now);
+        }
+    }
+
+    /// A successful login forgets the name's failures from that address.
+    pub fn succeeded(&self, name: &str, ip: Option<std::net::IpAddr>) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for (scope, _, key) in Self::keys(name, ip) {
+            if scope == Scope::NameAndIp {
+                map.remove(&(scope, key));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,5 +540,48 @@ mod tests {
         assert_eq!(cookie(&h, COOKIE), Some("sls_x"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_per_name_and_address_then_forgiven() {
+        use std::time::{Duration, Instant};
+        let t = Throttle::default();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let now = Instant::now();
+        for i in 0..5 {
+            assert_eq!(t.check("Ann", Some(a), now), None, "attempt {i}");
+            t.failed("Ann", Some(a), now);
+        }
+        let wait = t.check("ann ", Some(a), now).expect("6th attempt refused");
+        assert!((1..=900).contains(&wait), "{wait}");
+        // the owner from another address is not locked out
+        assert_eq!(t.check("ann", Some(b), now), None);
+        // nor is another name from the same address (yet)
+        assert_eq!(t.check("bob", Some(a), now), None);
+        // the window passes
+        assert_eq!(
+            t.check(
+                "ann",
+                Some(a),
+                now + THROTTLE_WINDOW + Duration::from_secs(1)
+            ),
+            None
+        );
+        // one address guessing many names is stopped too
+        for i in 0..30 {
+            t.failed(&format!("user{i}"), Some(b), now);
+        }
+        assert!(t.check("someone-new", Some(b), now).is_some());
+        // success forgets the name's failures from that address
+        let c: std::net::IpAddr = "10.0.0.3".parse().unwrap();
+        for _ in 0..4 {
+            t.failed("carl", Some(c), now);
+        }
+        t.succeeded("carl", Some(c));
+        for _ in 0..4 {
+            t.failed("carl", Some(c), now);
+        }
+        assert_eq!(t.check("carl", Some(c), now), None);
     }
 }

@@ -22,6 +22,7 @@
 //! API `/api/...` and `/login` (see [`auth`] and `docs/api.md`).
 #![deny(missing_docs)]
 
+mod admin;
 mod api;
 pub mod auth;
 mod dashboard;
@@ -216,9 +217,13 @@ pub async fn serve(
         config: cfg.clone(),
         running: Arc::new(AtomicBool::new(false)),
         oidc: oidc.clone(),
+        throttle: auth::Throttle::default(),
+        trust_forwarded_for: srv.trust_forwarded_for,
+        data_dir: opts.data_dir.clone(),
     });
     let router = routes::router(app.clone())
         .merge(api::router(api.clone()))
+        .merge(admin::router(api.clone()))
         .merge(dashboard::router(api));
     let served = axum::serve(
         listener,

@@ -212,10 +212,15 @@ fn success(protocol: Protocol, is_get: bool, accepted: usize, rejected: usize) -
     }
 }
 
-fn client_ip(app: &App, req: &Request) -> Option<IpAddr> {
-    if app.trust_forwarded_for
-        && let Some(ip) = req
-            .headers()
+/// The client's address: the first `X-Forwarded-For` hop behind a trusted
+/// proxy, else the peer's.
+pub(crate) fn client_ip(
+    trust_forwarded_for: bool,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
+    if trust_forwarded_for
+        && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -223,9 +228,7 @@ fn client_ip(app: &App, req: &Request) -> Option<IpAddr> {
     {
         return Some(ip);
     }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    peer.map(|p| p.ip())
 }
 
 fn basic_user(headers: &HeaderMap) -> Option<String> {
@@ -257,7 +260,13 @@ fn decode_refusal(e: shoplake_collect::DecodeError) -> Refusal {
 /// Decodes, authenticates and logs one request; returns (accepted, rejected).
 async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, usize), Refusal> {
     let received_at = now_micros();
-    let ip = client_ip(app, &req);
+    let ip = client_ip(
+        app.trust_forwarded_for,
+        req.headers(),
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+    );
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());

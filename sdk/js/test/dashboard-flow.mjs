@@ -6,7 +6,7 @@
 import { chromium } from 'playwright-core';
 import { runStoreFlow, defaultChromium } from './store-flow.mjs';
 
-const PAGES = ['/', '/funnel', '/products', '/customers', '/traffic', '/pipeline', '/sql', '/live'];
+const PAGES = ['/', '/funnel', '/products', '/customers', '/traffic', '/pipeline', '/sql', '/live', '/admin'];
 
 /**
  * @returns {Promise<{kpis: Object<string, string>, funnelSteps: number, sql: string,

@@ -33,6 +33,7 @@ pub const PAGES: &[(&str, &str, Role)] = &[
     ("/live", "Live", Role::Viewer),
     ("/pipeline", "Pipeline & quality", Role::Viewer),
     ("/sql", "SQL", Role::Analyst),
+    ("/admin", "Admin", Role::Admin),
 ];
 
 /// A chosen date range (inclusive), as YYYY-MM-DD.
