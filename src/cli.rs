@@ -143,6 +143,10 @@ pub struct ServeArgs {
     /// and `shoplake keys create`).
     #[arg(long = "write-key", value_name = "NAME=KEY")]
     pub write_keys: Vec<String>,
+    /// The orders API's database: a PostgreSQL URL (postgres://user@host/db) or a
+    /// SQLite file (default: orders.db in the configuration, else <data>/state/orders.db).
+    #[arg(long, value_name = "URL", env = "SHOPLAKE_ORDERS_DB")]
+    pub orders_db: Option<String>,
 }
 
 /// `keys ...`
@@ -183,6 +187,8 @@ pub enum RoleArg {
     Analyst,
     /// + keys, users, tokens and the pipeline.
     Admin,
+    /// Only the orders API, for a shop backend's token (not for users).
+    Orders,
 }
 
 /// Where a password comes from.

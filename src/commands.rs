@@ -981,6 +981,7 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
         let args = ServeArgs {
             addr: Some(addr.clone()),
             write_keys: vec![format!("demo={DEMO_KEY}")],
+            orders_db: None,
         };
         let login = match demo_admin(env)? {
             Some(pw) => format!(
@@ -1041,9 +1042,13 @@ async fn serve(env: &Env, a: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let mut config = env.config.clone();
+    if let Some(db) = &a.orders_db {
+        config.orders.db = db.clone();
+    }
     let opts = shoplake_server::ServeOptions {
         data_dir: env.data.clone(),
-        config: env.config.clone(),
+        config,
         write_keys,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -1244,6 +1249,7 @@ fn role(r: RoleArg) -> Role {
         RoleArg::Viewer => Role::Viewer,
         RoleArg::Analyst => Role::Analyst,
         RoleArg::Admin => Role::Admin,
+        RoleArg::Orders => Role::Orders,
     }
 }
 

@@ -248,7 +248,7 @@ fn reports_catalog_formats_and_pipes_on_a_processed_lake() {
     let mut want: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
     want.sort();
     assert_eq!(names, want, "report --list rows");
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
 
     // an unknown report fails and lists the available ones
     let o = run(&data, &["report", "nope"]).failure();

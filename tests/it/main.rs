@@ -10,5 +10,6 @@ mod collect;
 mod crash;
 mod docs;
 mod maintenance;
+mod orders;
 mod pipeline;
 mod quality;

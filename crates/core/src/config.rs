@@ -98,6 +98,8 @@ pub struct Config {
     pub quality: QualityConfig,
     /// Where alerts go.
     pub alerts: AlertsConfig,
+    /// The orders API's database and its copy into the lake.
+    pub orders: OrdersConfig,
     /// Event sources (`[[sources]]`): a name, a write key and per-source limits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
@@ -120,6 +122,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             quality: QualityConfig::default(),
             alerts: AlertsConfig::default(),
+            orders: OrdersConfig::default(),
             sources: Vec::new(),
             profiles: BTreeMap::new(),
         }
@@ -549,6 +552,27 @@ pub enum CheckRule {
 /// Daily metrics an anomaly check can watch.
 pub const ANOMALY_METRICS: &[&str] = &["revenue", "orders", "events", "conversion_rate"];
 
+/// `[orders]`: the orders API of `shoplake serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// The order database: empty for SQLite at `<data>/state/orders.db`, a
+    /// SQLite file path, or `postgres://user@host/db` (`--orders-db` wins).
+    pub db: String,
+    /// How often changed orders are copied into `processed.orders` and
+    /// `processed.transactions` (ms).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            db: String::new(),
+            sync_interval_ms: 1000,
+        }
+    }
+}
+
 /// `[alerts]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -695,6 +719,9 @@ impl Config {
             return Err(Error::Config(
                 "pipeline.session_timeout_minutes: must be > 0".into(),
             ));
+        }
+        if self.orders.sync_interval_ms == 0 {
+            return Err(Error::Config("orders.sync_interval_ms: must be > 0".into()));
         }
         if self.lake.row_group_rows < 1024 {
             return Err(Error::Config("lake.row_group_rows: must be ≥ 1024".into()));

@@ -351,7 +351,7 @@ pub const RAW_EVENTS: Table = Table {
 pub const TRANSACTIONS: Table = Table {
     zone: Zone::Processed,
     name: "transactions",
-    doc: "The shop's book of record: one row per order line, from transaction files (and, later, the orders API). Deduplicated by `transaction_id` within each date partition (the later row wins).",
+    doc: "The shop's book of record: one row per order line, from transaction files and the orders API (lines of cancelled orders are left out). Deduplicated by `transaction_id` within each date partition (the later row wins).",
     storage: Storage::Delta,
     partition: Some("date"),
     columns: &[
@@ -391,6 +391,41 @@ pub const TRANSACTIONS: Table = Table {
             Text,
             "Raw file the row was read from, relative to the lake root.",
         ),
+        DATE_PART,
+    ],
+};
+
+/// `processed.orders`
+pub const ORDERS: Table = Table {
+    zone: Zone::Processed,
+    name: "orders",
+    doc: "Orders from the orders API, one row per order as its latest version left it (its lines are in processed.transactions with source `orders_api`). Written by `shoplake serve` within seconds of each change; the order database is the truth.",
+    storage: Storage::Delta,
+    partition: Some("date"),
+    columns: &[
+        c("order_id", Text, "Order id."),
+        c("customer_id", Text, "Customer id."),
+        c(
+            "status",
+            Text,
+            "placed, paid, shipped, delivered, returned, refunded or cancelled.",
+        ),
+        c("currency", Text, "ISO 4217 code."),
+        c(
+            "subtotal",
+            Money,
+            "Sum of the lines (quantity × unit price).",
+        ),
+        c("discount", Money, "Discount."),
+        c("tax", Money, "Tax."),
+        c("shipping", Money, "Shipping."),
+        c("total", Money, "subtotal − discount + tax + shipping."),
+        n("coupon", Text, "Coupon code."),
+        c("lines", Int, "Order lines."),
+        c("units", BigInt, "Units over all lines."),
+        c("placed_at", Timestamp, "When the order was placed."),
+        c("updated_at", Timestamp, "Its last change."),
+        c("version", BigInt, "1 when created, +1 per status change."),
         DATE_PART,
     ],
 };
@@ -972,6 +1007,7 @@ pub const TABLES: &[Table] = &[
     RAW_REVIEWS,
     RAW_EVENTS,
     TRANSACTIONS,
+    ORDERS,
     PRODUCTS,
     REVIEWS,
     EVENTS,

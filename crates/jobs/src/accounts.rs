@@ -12,10 +12,15 @@ use serde::Serialize;
 use crate::error::{JobError, Result};
 use crate::store::{Store, now_rfc3339};
 
-/// What an account may do; each role includes the ones before it.
+/// What an account may do; each of viewer, analyst and admin includes the
+/// ones before it. `orders` stands apart: a shop backend's API token that
+/// creates, changes and reads orders and nothing else (it orders below
+/// viewer, so every check of a person's role refuses it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Only the orders API (`/api/orders`): for API tokens, not people.
+    Orders,
     /// Dashboards and reports.
     Viewer,
     /// + ad-hoc SQL.
@@ -25,12 +30,13 @@ pub enum Role {
 }
 
 impl Role {
-    /// Every role, weakest first.
+    /// The roles of people, weakest first.
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Analyst, Role::Admin];
 
     /// The lowercase name.
     pub fn name(self) -> &'static str {
         match self {
+            Role::Orders => "orders",
             Role::Viewer => "viewer",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
@@ -41,10 +47,24 @@ impl Role {
     pub fn parse(s: &str) -> Result<Role> {
         Role::ALL
             .into_iter()
+            .chain([Role::Orders])
             .find(|r| r.name() == s)
             .ok_or_else(|| {
-                JobError::Invalid(format!("unknown role {s:?}: use viewer, analyst or admin"))
+                JobError::Invalid(format!(
+                    "unknown role {s:?}: use viewer, analyst or admin (or orders, for a token)"
+                ))
             })
+    }
+
+    /// Whether this role may use the orders API: change orders (`write`)
+    /// or read them (order data holds customers' e-mail addresses: analysts
+    /// and admins read it too).
+    pub fn may_use_orders(self, write: bool) -> bool {
+        match self {
+            Role::Orders | Role::Admin => true,
+            Role::Analyst => !write,
+            Role::Viewer => false,
+        }
     }
 }
 
@@ -121,6 +141,11 @@ fn role_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Role> {
 impl Store {
     /// Adds a user; an error if the name is taken.
     pub fn add_user(&self, name: &str, role: Role, password_hash: &str) -> Result<()> {
+        if role == Role::Orders {
+            return Err(JobError::Invalid(
+                "orders is a role for the API tokens of a shop's backend, not for people".into(),
+            ));
+        }
         let now = now_rfc3339();
         let added = self.with(|c| {
             c.execute(
@@ -178,6 +203,11 @@ impl Store {
         password_hash: Option<&str>,
         role: Option<Role>,
     ) -> Result<bool> {
+        if role == Some(Role::Orders) {
+            return Err(JobError::Invalid(
+                "orders is a role for the API tokens of a shop's backend, not for people".into(),
+            ));
+        }
         let now = now_rfc3339();
         self.with(|c| {
             let mut n = 0;

@@ -1176,6 +1176,13 @@ async fn run_steps(
         .map(|(d, _)| d)
         .filter(|d| opts.from.is_none_or(|f| *d >= f) && opts.to.is_none_or(|t| *d <= t))
         .collect();
+    // days whose orders changed through the orders API: checked and curated
+    let order_days: Vec<i32> = state::marked_days(lake, state::Marks::Orders)
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| opts.from.is_none_or(|f| *d >= f) && opts.to.is_none_or(|t| *d <= t))
+        .collect();
+    etl_dates.extend(order_days.iter().copied());
     let click_dates: BTreeSet<i32> = plans[&Source::Clickstream]
         .parts
         .iter()
@@ -1195,6 +1202,10 @@ async fn run_steps(
             String::new()
         } else {
             format!(", {} days with collected events", collected.len())
+        } + &if order_days.is_empty() {
+            String::new()
+        } else {
+            format!(", {} days with changed orders", order_days.len())
         },
         if !plans[&Source::Products].parts.is_empty() {
             ", catalogue changed"
@@ -1539,6 +1550,9 @@ async fn run_steps(
     state::write_json(&bookmarks_path(lake), &marks)?;
     for d in &collected {
         state::unmark_collected(lake, *d, run_started);
+    }
+    for d in &order_days {
+        state::unmark_day(lake, state::Marks::Orders, *d, run_started);
     }
 
     let mut tables = Vec::new();

@@ -439,6 +439,56 @@ impl Lake {
         batches: Vec<RecordBatch>,
         mode: WriteMode,
     ) -> Result<WriteStats> {
+        self.write_txn(t, batches, mode, None).await
+    }
+
+    /// [`Lake::write`] in a commit that also records `version` as `app_id`'s
+    /// transaction version (see [`Lake::append_once`]): a writer that copies
+    /// a change log into the lake resumes from [`Lake::txn_version`] after a
+    /// crash, and starts over when the table was rebuilt. Skipped (`None`)
+    /// when `app_id` already recorded `version` or a later one. A write that
+    /// changes no rows still records the version.
+    pub async fn write_once(
+        &self,
+        t: &'static Table,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Option<WriteStats>> {
+        if let Some(done) = self.txn_version(t, app_id).await?
+            && done >= version
+        {
+            return Ok(None);
+        }
+        let stats = self
+            .write_txn(t, batches, mode, Some((app_id, version)))
+            .await?;
+        if stats.version.is_none() {
+            // nothing to write or delete: an empty commit records the version
+            if let Some(a) = self.begin_append_once(t, app_id, version).await? {
+                return a.commit().await.map(Some);
+            }
+        }
+        Ok(Some(stats))
+    }
+
+    async fn write_txn(
+        &self,
+        t: &Table,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        txn: Option<(&str, i64)>,
+    ) -> Result<WriteStats> {
+        use deltalake::kernel::Transaction;
+        use deltalake::kernel::transaction::CommitProperties;
+        let props = || {
+            let p = CommitProperties::default();
+            match txn {
+                Some((app, v)) => p.with_application_transaction(Transaction::new(app, v)),
+                None => p,
+            }
+        };
         let t0 = std::time::Instant::now();
         let table = self.ensure_table(t).await?;
         let target = self.write_schema(t, &table)?;
@@ -460,6 +510,7 @@ impl Lake {
                 let (table, metrics) = table
                     .delete()
                     .with_predicate(pred.as_str())
+                    .with_commit_properties(props())
                     .await
                     .map_err(err)?;
                 if metrics.num_removed_files == 0 {
@@ -473,12 +524,14 @@ impl Lake {
             (WriteMode::Overwrite, 0) => table
                 .write(vec![RecordBatch::new_empty(target)])
                 .with_save_mode(SaveMode::Overwrite)
+                .with_commit_properties(props())
                 .await
                 .map_err(err)?,
             (mode, _) => {
                 let mut w = table
                     .write(batches)
-                    .with_writer_properties(self.writer_properties());
+                    .with_writer_properties(self.writer_properties())
+                    .with_commit_properties(props());
                 w = match mode {
                     WriteMode::Append => w.with_save_mode(SaveMode::Append),
                     WriteMode::Overwrite => w.with_save_mode(SaveMode::Overwrite),

@@ -48,17 +48,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// `<data>/state/collected/`: one empty file per day that gained collected
-/// events, touched by the collector's sink after each commit and removed by
-/// the pipeline once it has sessionised that day (if not touched since).
+/// Days a pipeline run must revisit, marked by `shoplake serve` as it
+/// writes them: one empty file per day under `<data>/state/<kind>/`, touched
+/// after each commit and removed by the pipeline once it has processed the
+/// day (if not touched since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marks {
+    /// Days that gained collected events (`state/collected/`): sessionised
+    /// and curated by the next run.
+    Collected,
+    /// Days whose orders changed through the orders API (`state/orders/`):
+    /// checked and curated by the next run.
+    Orders,
+}
+
+impl Marks {
+    fn dir(self, lake: &crate::Lake) -> std::path::PathBuf {
+        lake.state_dir().join(match self {
+            Marks::Collected => "collected",
+            Marks::Orders => "orders",
+        })
+    }
+}
+
+/// `<data>/state/collected/`: see [`Marks::Collected`].
 pub fn collected_dir(lake: &crate::Lake) -> std::path::PathBuf {
-    lake.state_dir().join("collected")
+    Marks::Collected.dir(lake)
 }
 
 /// Marks day `d` (days since 1970-01-01) as having new collected events.
-/// Best effort: a failure is logged, the events are in the lake regardless.
 pub fn mark_collected(lake: &crate::Lake, d: i32) {
-    let dir = collected_dir(lake);
+    mark_day(lake, Marks::Collected, d);
+}
+
+/// Marks day `d` for the next pipeline run. Best effort: a failure is
+/// logged, the data is in the lake regardless.
+pub fn mark_day(lake: &crate::Lake, kind: Marks, d: i32) {
+    let dir = kind.dir(lake);
     let path = dir.join(shoplake_core::time::format_date(d));
     let touch = || -> std::io::Result<()> {
         fs::create_dir_all(&dir)?;
@@ -76,7 +102,12 @@ pub fn mark_collected(lake: &crate::Lake, d: i32) {
 
 /// Days marked by [`mark_collected`], with when each was last marked.
 pub fn collected_days(lake: &crate::Lake) -> Vec<(i32, std::time::SystemTime)> {
-    let Ok(entries) = fs::read_dir(collected_dir(lake)) else {
+    marked_days(lake, Marks::Collected)
+}
+
+/// Days marked by [`mark_day`], with when each was last marked.
+pub fn marked_days(lake: &crate::Lake, kind: Marks) -> Vec<(i32, std::time::SystemTime)> {
+    let Ok(entries) = fs::read_dir(kind.dir(lake)) else {
         return Vec::new();
     };
     let mut out: Vec<(i32, std::time::SystemTime)> = entries
@@ -92,9 +123,14 @@ pub fn collected_days(lake: &crate::Lake) -> Vec<(i32, std::time::SystemTime)> {
     out
 }
 
-/// Removes day `d`'s mark unless it was marked again after `since`.
+/// Removes day `d`'s collected mark unless it was marked again after `since`.
 pub fn unmark_collected(lake: &crate::Lake, d: i32, since: std::time::SystemTime) {
-    let path = collected_dir(lake).join(shoplake_core::time::format_date(d));
+    unmark_day(lake, Marks::Collected, d, since);
+}
+
+/// Removes day `d`'s mark unless it was marked again after `since`.
+pub fn unmark_day(lake: &crate::Lake, kind: Marks, d: i32, since: std::time::SystemTime) {
+    let path = kind.dir(lake).join(shoplake_core::time::format_date(d));
     let fresh = fs::metadata(&path)
         .and_then(|m| m.modified())
         .is_ok_and(|m| m >= since);

@@ -59,6 +59,7 @@ builtin!(
     "return_rate",
     "product_affinity",
     "traffic_sources",
+    "order_reconciliation",
 );
 
 impl Report {

@@ -599,10 +599,11 @@ fn button(csrf: &str, action: &str, name: &str, label: &str, confirm: &str) -> S
     )
 }
 
-/// A role picker, on `current` (else viewer).
-fn role_select(current: Option<Role>) -> String {
+/// A role picker, on `current` (else viewer); `orders` is a role for tokens.
+fn role_select(current: Option<Role>, tokens: bool) -> String {
     let mut s = String::from(r#"<select name="role" aria-label="Role">"#);
-    for r in Role::ALL {
+    let orders = tokens.then_some(Role::Orders);
+    for r in Role::ALL.into_iter().chain(orders) {
         let on = if Some(r) == current { " selected" } else { "" };
         let _ = write!(s, r#"<option value="{r}"{on}>{r}</option>"#);
     }
@@ -638,7 +639,7 @@ fn render(api: &Api, who: &Principal, status: StatusCode, notice: &str) -> Respo
             esc(&u.changed_at),
             hidden("set_role"),
             esc(&u.name),
-            role_select(Some(u.role)),
+            role_select(Some(u.role), false),
             button(
                 csrf,
                 "remove_user",
@@ -654,7 +655,7 @@ fn render(api: &Api, who: &Principal, status: StatusCode, notice: &str) -> Respo
         r#"<h2>Users</h2>{t}<form method="post" action="/admin" class="range" id="add-user">{}<label>Name<input name="name" required autocomplete="off"></label><label>Password (8+)<input type="password" name="password" minlength="8" required autocomplete="new-password"></label><label>Role{}</label><button type="submit">Add user</button></form>
 <form method="post" action="/admin" class="range">{}<label>User<input name="name" required autocomplete="off"></label><label>New password<input type="password" name="password" minlength="8" required autocomplete="new-password"></label><button type="submit">Set password</button></form>"#,
         hidden("add_user"),
-        role_select(None),
+        role_select(None, false),
         hidden("set_password")
     );
 
@@ -712,7 +713,7 @@ fn render(api: &Api, who: &Principal, status: StatusCode, notice: &str) -> Respo
             .collect::<Vec<_>>()
             .join(" "),
         hidden("create_token"),
-        role_select(None)
+        role_select(None, true)
     );
 
     // write keys

@@ -29,6 +29,7 @@ mod dashboard;
 mod error;
 pub mod keys;
 pub mod metrics;
+pub mod orders;
 pub mod record;
 mod routes;
 pub mod sink;
@@ -167,7 +168,7 @@ pub async fn serve(
     .await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let sink_task = sink
-        .spawn(stop_rx)
+        .spawn(stop_rx.clone())
         .map_err(|e| ServerError::Io(format!("starting the sink: {e}")))?;
 
     let app = Arc::new(App {
@@ -221,9 +222,28 @@ pub async fn serve(
         trust_forwarded_for: srv.trust_forwarded_for,
         data_dir: opts.data_dir.clone(),
     });
+    // the orders API and its copy into the lake
+    let order_store = shoplake_orders::OrderStore::open(&cfg.orders.db, &lake.state_dir())
+        .await
+        .map_err(|e| ServerError::Invalid(format!("the order database: {e}")))?;
+    tracing::info!(backend = order_store.backend(), "order database open");
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let order_sync = tokio::spawn(orders::run_sync(
+        order_store.clone(),
+        lake.clone(),
+        Duration::from_millis(cfg.orders.sync_interval_ms),
+        changed.clone(),
+        stop_rx.clone(),
+    ));
+    let orders_state = Arc::new(orders::Orders {
+        api: api.clone(),
+        store: order_store.clone(),
+        changed,
+    });
     let router = routes::router(app.clone())
         .merge(api::router(api.clone()))
         .merge(admin::router(api.clone()))
+        .merge(orders::router(orders_state))
         .merge(dashboard::router(api));
     let served = axum::serve(
         listener,
@@ -241,6 +261,8 @@ pub async fn serve(
     let sunk = sink_task
         .await
         .map_err(|_| ServerError::Io("the sink stopped without a word".into()))?;
+    let _ = order_sync.await;
+    order_store.close().await;
     wal.close();
     served.map_err(|e| ServerError::Io(format!("HTTP server: {e}")))?;
     sunk?;
