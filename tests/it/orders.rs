@@ -337,6 +337,14 @@ async fn orders_are_created_once_changed_by_the_rules_and_reach_the_lake_within_
         ]
     );
 
+    // the Live page counts the backend's orders of today (not a cancelled one)
+    let live = json(&call("GET", "/api/live", &admin, &[], ""));
+    assert_eq!(live["backend_orders_today"], 2, "{live}");
+    assert!(
+        (live["backend_revenue_today"].as_f64().unwrap() - 273.90).abs() < 0.001,
+        "{live}"
+    );
+
     // browser purchases for the reconciliation: one matching, one whose
     // revenue differs, one with no backend order
     for (id, revenue) in [

@@ -751,7 +751,7 @@ async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
         .to_string();
     let recent =
         format!("protocol <> 'file' AND date BETWEEN DATE '{yesterday}' AND DATE '{today}'");
-    let (per_sec, active, today_rows, newest) = tokio::join!(
+    let (per_sec, active, today_rows, newest, backend) = tokio::join!(
         rows(
             &api,
             format!(
@@ -782,13 +782,22 @@ async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
                  WHERE {recent} ORDER BY received_at DESC, event_ts DESC LIMIT 15"
             )
         ),
+        // the truth, when the shop's backend sends its orders (/api/orders)
+        rows(
+            &api,
+            format!(
+                "SELECT count(*) AS orders, CAST(coalesce(sum(total), 0) AS DOUBLE) AS revenue \
+                 FROM processed.orders WHERE date = DATE '{today}' AND status <> 'cancelled'"
+            )
+        ),
     );
     let fail = |e: PageError| *e.0;
-    let (per_sec, active, today_rows, newest) = (
+    let (per_sec, active, today_rows, newest, backend) = (
         per_sec.map_err(fail)?,
         active.map_err(fail)?,
         today_rows.map_err(fail)?,
         newest.map_err(fail)?,
+        backend.map_err(fail)?,
     );
     let start = now.timestamp() - 59;
     let mut series = vec![0u64; 60];
@@ -800,6 +809,7 @@ async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
     }
     let empty = Row::new();
     let t = today_rows.first().unwrap_or(&empty);
+    let b = backend.first().unwrap_or(&empty);
     Ok(axum::Json(serde_json::json!({
         "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "events_per_second": series,
@@ -808,6 +818,8 @@ async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
         "events_today": num(t, "events") as u64,
         "orders_today": num(t, "orders") as u64,
         "revenue_today": num(t, "revenue"),
+        "backend_orders_today": num(b, "orders") as u64,
+        "backend_revenue_today": num(b, "revenue"),
         "newest": newest,
     }))
     .into_response())
@@ -816,7 +828,8 @@ async fn live_api(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Res
 async fn live(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Response, PageError> {
     let who = gate(&api, &headers, Role::Viewer)?;
     let body = format!(
-        r#"<div class="tiles">{}{}{}{}</div>
+        r#"<div class="tiles">{}{}{}{}{}{}</div>
+<p class="muted">Orders and revenue today: purchases the browsers reported, and orders the shop's backend recorded through <code>/api/orders</code> (the truth; the difference is tracking loss).</p>
 <figure class="chart"><figcaption>Events per second, last minute</figcaption><svg id="eps" viewBox="0 0 720 160" role="img" aria-label="events per second"></svg></figure>
 <h2>Newest events</h2><div id="newest">{}</div>
 <p class="muted" id="updated">Updating every 3 seconds.</p>
@@ -832,6 +845,7 @@ async function tick(){{
   const d=await r.json();
   set('Events, last minute',fmt(d.events_last_minute));set('Active sessions (30 min)',fmt(d.active_sessions));
   set('Orders today',fmt(d.orders_today));set('Revenue today',fmt(d.revenue_today));
+  set('Orders today (backend)',fmt(d.backend_orders_today));set('Revenue today (backend)',fmt(d.backend_revenue_today));
   const m=Math.max(1,...d.events_per_second),w=720/60;let s='';
   d.events_per_second.forEach((v,i)=>{{const h=140*v/m;s+='<rect class="bar" x="'+(i*w+1)+'" y="'+(150-h)+'" width="'+(w-2)+'" height="'+h+'"><title>'+v+' events</title></rect>';}});
   document.getElementById('eps').innerHTML=s+'<text class="axis" x="4" y="12">'+m+'/s</text>';
@@ -848,6 +862,8 @@ tick();setInterval(tick,3000);
         stat("Active sessions (30 min)", "…"),
         stat("Orders today", "…"),
         stat("Revenue today", "…"),
+        stat("Orders today (backend)", "…"),
+        stat("Revenue today (backend)", "…"),
         table(
             "live-events",
             &[
