@@ -9,7 +9,7 @@ import argparse, http.client, json, os, shutil, socket, statistics, subprocess, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "<!-- dashboard: written by bench/dashboard -->"
 PAGES = ["/", "/funnel", "/products", "/customers", "/traffic", "/pipeline", "/sql", "/live",
-         "/api/live", "/api/reports/daily_kpis"]
+         "/admin", "/api/live", "/api/reports/daily_kpis"]
 
 
 def sh(args, **kw):
@@ -42,7 +42,7 @@ def main():
     sh(args)
     sh([a.bin, "--data", a.out, "-q", "pipeline", "run"])
     print(f"lake ready in {time.monotonic() - t0:.0f} s", flush=True)
-    token = sh([a.bin, "--data", a.out, "-q", "tokens", "create", "bench", "--role", "analyst"]).stdout.strip()
+    token = sh([a.bin, "--data", a.out, "-q", "tokens", "create", "bench", "--role", "admin"]).stdout.strip()
     port = free_port()
     env = dict(os.environ, SHOPLAKE_PIPELINE__SCHEDULE="", SHOPLAKE_PIPELINE__WATCH_SECS="0",
                SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="", CI="true")
