@@ -154,6 +154,49 @@ impl Tx {
         })
     }
 
+    /// Runs a statement assembled for one use (a multi-row `INSERT` of a
+    /// given size) without keeping it prepared; returns the rows changed.
+    pub async fn execute_once(
+        &mut self,
+        sql: String,
+        args: &[Arg<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        let sql = assembled(sql);
+        Ok(match self {
+            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// [`fetch_all`](Self::fetch_all) of a statement assembled for one use.
+    pub async fn fetch_all_once(
+        &mut self,
+        sql: String,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<Row>, sqlx::Error> {
+        let sql = assembled(sql);
+        Ok(match self {
+            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(Row::Sqlite)
+                .collect(),
+            Tx::Postgres(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+                .fetch_all(&mut **tx)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect(),
+        })
+    }
+
     /// Runs several statements separated by `;`, without arguments.
     pub async fn execute_script(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
         match self {

@@ -46,7 +46,7 @@ impl fmt::Display for Problem {
 /// Why an order operation failed, grouped by what the caller can do about it.
 ///
 /// Suggested HTTP mapping: [`OrderError::http_status`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum OrderError {
     /// The request is malformed or breaks a rule; every problem found is
     /// listed, not only the first.

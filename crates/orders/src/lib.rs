@@ -40,6 +40,12 @@
 //! * **Durability.** SQLite runs in WAL mode with `synchronous = FULL`; a
 //!   returned write survives a power cut. PostgreSQL follows its server's
 //!   `synchronous_commit`.
+//! * **Group commit.** Every write goes through one writer task that puts
+//!   whatever is waiting (up to 256 writes) in one transaction, each write in
+//!   its own savepoint unless it is a plain new order, and answers each
+//!   caller only after that commit, with the answer it would get alone (see
+//!   the `writer` module). The store must be opened inside a tokio runtime,
+//!   which runs the writer.
 //!
 //! ## Status machine
 //!
@@ -77,6 +83,7 @@ pub mod money;
 mod search;
 mod store;
 mod validate;
+mod writer;
 
 #[cfg(test)]
 mod tests;

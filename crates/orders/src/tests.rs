@@ -14,10 +14,10 @@ use serde_json::json;
 
 use crate::db::{Arg, Kind};
 use crate::migrations::MIGRATIONS;
-use crate::store::OUTBOX_LOCK_SHARED_NEXTVAL;
+use crate::store::{OUTBOX_LOCK_EXCLUSIVE, OUTBOX_LOCK_SHARED_NEXTVAL};
 use crate::{
-    ChangeKind, Line, Money, NewOrder, Order, OrderChange, OrderError, OrderQuery, OrderStore,
-    Problem, Status,
+    ChangeKind, Created, Line, Money, NewOrder, Order, OrderChange, OrderError, OrderQuery,
+    OrderStore, Problem, Status,
 };
 
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -92,6 +92,11 @@ on_both!(
     history_and_outbox_follow_every_change,
     list_filters_and_walks_pages_exactly_once,
     full_text_search_and_hostile_queries,
+    one_batch_answers_each_write_as_if_alone,
+    a_bad_write_does_not_fail_its_batch_mates,
+    a_failed_commit_reaches_every_waiter,
+    many_concurrent_creates_all_land,
+    search_with_many_matches_pages_newest_first,
 );
 
 // ---------------------------------------------------------------------------
@@ -1021,6 +1026,400 @@ async fn full_text_search_and_hostile_queries(store: &OrderStore) {
 }
 
 // ---------------------------------------------------------------------------
+// group commit: many writes in one transaction
+
+/// Test traps on `orders` inserts: customer `reject-me` fails its own
+/// insert (a trigger raises); customer `boom` inserts fine but breaks a
+/// deferred foreign key, so the whole transaction fails at COMMIT.
+async fn install_traps(store: &OrderStore) {
+    let mut tx = store.db().begin_write().await.unwrap();
+    let sql = match tx.kind() {
+        Kind::Sqlite => {
+            "CREATE TABLE trap_parent (id TEXT PRIMARY KEY);
+             CREATE TABLE trap_child (ref TEXT REFERENCES trap_parent (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER trap_reject BEFORE INSERT ON orders WHEN NEW.customer_id = 'reject-me'
+             BEGIN SELECT RAISE(ABORT, 'rejected by a test trigger'); END;
+             CREATE TRIGGER trap_boom AFTER INSERT ON orders WHEN NEW.customer_id = 'boom'
+             BEGIN INSERT INTO trap_child VALUES ('missing'); END;"
+        }
+        Kind::Postgres => {
+            "CREATE TABLE trap_parent (id TEXT PRIMARY KEY);
+             CREATE TABLE trap_child (ref TEXT REFERENCES trap_parent (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE FUNCTION trap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 IF NEW.customer_id = 'reject-me' THEN RAISE EXCEPTION 'rejected by a test trigger'; END IF;
+                 IF NEW.customer_id = 'boom' THEN INSERT INTO trap_child VALUES ('missing'); END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER trap BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION trap();"
+        }
+    };
+    tx.execute_script(sql).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// Holds the writer up: a transaction that owns SQLite's write connection,
+/// or PostgreSQL's outbox lock (which every batch of creations takes).
+/// Writes sent meanwhile queue, and once it is released the writer takes
+/// them all as one batch.
+async fn plug(store: &OrderStore) -> crate::db::Tx {
+    let mut tx = store.db().begin_write().await.unwrap();
+    if tx.kind() == Kind::Postgres {
+        tx.execute(OUTBOX_LOCK_EXCLUSIVE, &[]).await.unwrap();
+    }
+    tx
+}
+
+/// Sends `writes` while the writer is held up, so that (after a first
+/// write that the writer is stuck on) they are written as one batch;
+/// returns their answers in order.
+async fn in_one_batch(
+    store: &OrderStore,
+    writes: Vec<(NewOrder, Option<String>)>,
+) -> Vec<Result<Created, OrderError>> {
+    let held = plug(store).await;
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create(&new_order("PLUG", "c"), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let tasks: Vec<_> = writes
+        .into_iter()
+        .map(|(o, key)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create(&o, key.as_deref()).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    held.rollback().await.unwrap();
+    let plugged = first.await.unwrap().unwrap();
+    assert!(!plugged.replayed || plugged.order.order_id == "PLUG");
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// Conflicts, replays, duplicates within the batch, a contested key and an
+/// invalid order, all in one batch: each gets the answer it would get alone.
+async fn one_batch_answers_each_write_as_if_alone(store: &OrderStore) {
+    mixed_batch(store, false).await;
+}
+
+/// The same batch with one order that the database itself refuses: the
+/// batch is written again one by one, and only that order fails.
+async fn a_bad_write_does_not_fail_its_batch_mates(store: &OrderStore) {
+    install_traps(store).await;
+    mixed_batch(store, true).await;
+}
+
+async fn mixed_batch(store: &OrderStore, with_rejected: bool) {
+    // Before the batch: an order, and an order created with a key.
+    let old = new_order("B-OLD", "c");
+    store.create(&old, None).await.unwrap();
+    let keyed = new_order("B-KEYED", "c");
+    store.create(&keyed, Some("old-key")).await.unwrap();
+    let before = store.changes_after(0, 100).await.unwrap().len();
+
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        New,
+        Replay(&'static str),
+        Conflict,
+        Invalid,
+        Refused,
+    }
+    let mut writes: Vec<(NewOrder, Option<String>, Want)> = Vec::new();
+    for i in 0..20 {
+        let key = (i % 2 == 0).then(|| format!("fresh-key-{i}"));
+        writes.push((new_order(&format!("B-N-{i}"), "c"), key, Want::New));
+    }
+    // The same new order three times: one creates it, two replay.
+    for _ in 0..3 {
+        writes.push((new_order("B-DUP", "c"), None, Want::Replay("B-DUP")));
+    }
+    // One new order id with three bodies: one creates it, two conflict.
+    for q in 1..=3 {
+        let mut o = new_order("B-CONF", "c");
+        o.lines[0].quantity = q;
+        writes.push((o, None, Want::Conflict));
+    }
+    // Stored before: the same body replays, another conflicts.
+    writes.push((old.clone(), None, Want::Replay("B-OLD")));
+    let mut old2 = old.clone();
+    old2.coupon = Some("LATE".into());
+    writes.push((old2, None, Want::Conflict));
+    // A stored key: its body replays its order, another body conflicts.
+    writes.push((
+        keyed.clone(),
+        Some("old-key".into()),
+        Want::Replay("B-KEYED"),
+    ));
+    writes.push((
+        new_order("B-KEY-THIEF", "c"),
+        Some("old-key".into()),
+        Want::Conflict,
+    ));
+    // A new key contested by three new orders: one wins.
+    for i in 0..3 {
+        writes.push((
+            new_order(&format!("B-RACE-{i}"), "c"),
+            Some("race".into()),
+            Want::Conflict,
+        ));
+    }
+    // Invalid: refused before it is queued.
+    let mut bad = new_order("B-BAD", "c");
+    bad.currency = "XYZ".into();
+    writes.push((bad, None, Want::Invalid));
+    if with_rejected {
+        writes.push((
+            new_order("B-REJECTED", "reject-me"),
+            Some("rejected-key".into()),
+            Want::Refused,
+        ));
+    }
+
+    let answers = in_one_batch(
+        store,
+        writes
+            .iter()
+            .map(|(o, k, _)| (o.clone(), k.clone()))
+            .collect(),
+    )
+    .await;
+
+    let mut new_ids = Vec::new();
+    let (mut dup_new, mut conf_new, mut race_new) = (0, 0, 0);
+    for ((o, key, want), got) in writes.iter().zip(answers) {
+        let id = o.order_id.as_str();
+        match (want, got) {
+            (Want::New, Ok(c)) => {
+                assert!(!c.replayed, "{id}");
+                assert_eq!(c.order.order_id, id);
+                new_ids.push(id.to_string());
+            }
+            (Want::Replay(of), Ok(c)) if id == "B-DUP" && !c.replayed => {
+                assert_eq!(c.order.order_id, *of);
+                dup_new += 1;
+                new_ids.push(id.to_string());
+            }
+            (Want::Replay(of), Ok(c)) => {
+                assert!(c.replayed, "{id} with {key:?} must replay");
+                assert_eq!(c.order.order_id, *of);
+            }
+            (Want::Conflict, Ok(c)) if id == "B-CONF" || id.starts_with("B-RACE") => {
+                assert!(!c.replayed, "{id}");
+                if id == "B-CONF" {
+                    conf_new += 1;
+                } else {
+                    race_new += 1;
+                }
+                new_ids.push(id.to_string());
+            }
+            (Want::Conflict, Err(OrderError::Conflict(_))) => {}
+            (Want::Invalid, Err(OrderError::Invalid(p))) => {
+                assert_eq!(p[0].field, "/currency");
+            }
+            (Want::Refused, Err(OrderError::Database(m))) => {
+                assert!(m.contains("rejected by a test trigger"), "{m}");
+            }
+            (want, got) => panic!("{id} with {key:?}: wanted {want:?}, got {got:?}"),
+        }
+    }
+    assert_eq!((dup_new, conf_new, race_new), (1, 1, 1));
+    assert_eq!(new_ids.len(), 23);
+
+    // What was stored is exactly what the answers said.
+    for id in &new_ids {
+        assert_eq!(store.get(id).await.unwrap().version, 1, "{id}");
+    }
+    for (o, _, want) in &writes {
+        let stored = store.get(&o.order_id).await;
+        match want {
+            Want::Invalid | Want::Refused => {
+                assert!(
+                    matches!(stored, Err(OrderError::NotFound(_))),
+                    "{}",
+                    o.order_id
+                )
+            }
+            Want::Conflict if !new_ids.contains(&o.order_id) && o.order_id != "B-OLD" => {
+                assert!(
+                    matches!(stored, Err(OrderError::NotFound(_))),
+                    "{}",
+                    o.order_id
+                )
+            }
+            _ => assert!(stored.is_ok(), "{}", o.order_id),
+        }
+    }
+    // Keys: kept for creations, not for refusals.
+    let winner = new_ids.iter().find(|id| id.starts_with("B-RACE")).unwrap();
+    let again = store
+        .create(&new_order(winner, "c"), Some("race"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    let e = store
+        .create(&new_order("B-N-0", "c"), Some("old-key"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, OrderError::Conflict(_)), "{e:?}");
+    assert!(
+        !store
+            .create(&new_order("B-AFTER", "c"), Some("rejected-key"))
+            .await
+            .unwrap()
+            .replayed
+    );
+
+    // One outbox row per new order (PLUG included), with its payload.
+    let outbox = store.changes_after(0, 1000).await.unwrap();
+    let created: Vec<&str> = outbox[before..]
+        .iter()
+        .map(|c| c.order_id.as_str())
+        .collect();
+    assert_eq!(created.len(), new_ids.len() + 2, "{created:?}");
+    let mut seen: HashSet<&str> = created.iter().copied().collect();
+    assert!(seen.remove("PLUG") && seen.remove("B-AFTER"));
+    let expected: HashSet<&str> = new_ids.iter().map(String::as_str).collect();
+    assert_eq!(seen, expected);
+    for c in &outbox[before..] {
+        assert_eq!(c.kind, ChangeKind::Created);
+        assert_eq!(c.order().unwrap(), store.get(&c.order_id).await.unwrap());
+    }
+    assert!(outbox.windows(2).all(|w| w[0].seq < w[1].seq));
+
+    // Full-text search finds the batch's orders.
+    let page = store
+        .list(&OrderQuery {
+            q: Some("B-N-7".into()),
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.orders.len(), 1);
+    assert_eq!(page.orders[0].order_id, "B-N-7");
+}
+
+/// A batch whose COMMIT fails: every write in it gets the database error,
+/// none of them is stored, and the writer goes on with the next batch.
+async fn a_failed_commit_reaches_every_waiter(store: &OrderStore) {
+    install_traps(store).await;
+    let mut writes: Vec<(NewOrder, Option<String>)> = (0..10)
+        .map(|i| {
+            (
+                new_order(&format!("F-{i}"), "c"),
+                Some(format!("f-key-{i}")),
+            )
+        })
+        .collect();
+    writes.push((new_order("F-BOOM", "boom"), None));
+    let answers = in_one_batch(store, writes.clone()).await;
+    for ((o, _), got) in writes.iter().zip(answers) {
+        match got {
+            Err(e @ OrderError::Database(_)) => assert_eq!(e.http_status(), 503),
+            other => panic!("{}: wanted a database error, got {other:?}", o.order_id),
+        }
+        assert!(matches!(
+            store.get(&o.order_id).await,
+            Err(OrderError::NotFound(_))
+        ));
+    }
+    let outbox = store.changes_after(0, 100).await.unwrap();
+    let ids: Vec<&str> = outbox.iter().map(|c| c.order_id.as_str()).collect();
+    assert_eq!(ids, ["PLUG"]);
+    // The writer goes on; the failed writes can simply be retried.
+    for (o, key) in writes.iter().take(10) {
+        assert!(!store.create(o, key.as_deref()).await.unwrap().replayed);
+    }
+    assert_eq!(store.changes_after(0, 100).await.unwrap().len(), 11);
+}
+
+/// A word in more orders than SQLite's search sorts (it walks the orders
+/// newest first instead) pages exactly like a rare one.
+async fn search_with_many_matches_pages_newest_first(store: &OrderStore) {
+    let base = t("2024-06-01T00:00:00Z");
+    let n = 1_050;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            let mut o = new_order(&format!("S-{i:04}"), "c");
+            // not in id order: placed_at runs backwards in blocks of ten
+            o.placed_at = Some(base + TimeDelta::minutes((i / 10 * 10 + 9 - i % 10) as i64));
+            o.lines[0].name = Some(
+                if i % 210 == 0 {
+                    "Rare Gadget"
+                } else {
+                    "Common Widget"
+                }
+                .into(),
+            );
+            tokio::spawn(async move { store.create(&o, None).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    for (q, want) in [
+        ("common widg", n - 5),
+        ("rare", 5),
+        ("widget", n - 5),
+        ("mug", 0),
+    ] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list(&OrderQuery {
+                    q: Some(q.into()),
+                    limit: Some(200),
+                    cursor: cursor.clone(),
+                    ..OrderQuery::default()
+                })
+                .await
+                .unwrap();
+            seen.extend(
+                page.orders
+                    .iter()
+                    .map(|o| (o.placed_at, o.order_id.clone())),
+            );
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), want, "{q}");
+        assert!(
+            seen.windows(2).all(|w| w[0] > w[1]),
+            "{q}: newest first, no repeats"
+        );
+    }
+}
+
+/// More creations at once than one batch takes: all answered, all stored,
+/// one outbox row each.
+async fn many_concurrent_creates_all_land(store: &OrderStore) {
+    let n = 3 * crate::writer::MAX_BATCH + 7;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = format!("mc-{i}");
+                store
+                    .create(&new_order(&format!("MC-{i}"), "c"), Some(&key))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(!t.await.unwrap().unwrap().replayed);
+    }
+    assert_eq!(store.changes_after(0, 10_000).await.unwrap().len(), n);
+}
+
+// ---------------------------------------------------------------------------
 // backend-specific tests
 
 async fn count(store: &OrderStore, sql: &'static str) -> i64 {
@@ -1186,4 +1585,63 @@ async fn open_reports_unreachable_postgres_without_the_password() {
     );
     assert!(!text.contains("secret"), "{text}");
     assert_eq!(e.http_status(), 503);
+}
+
+/// Store-level throughput without HTTP: `concurrency` tasks create orders
+/// for `seconds`; prints creations/s and latency percentiles. Run with
+/// `cargo test --release -p shoplake-orders -- --ignored --nocapture store_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn store_throughput() {
+    async fn measure(store: &OrderStore, backend: &str, concurrency: usize, seconds: f64) {
+        let stop = std::time::Instant::now() + Duration::from_secs_f64(seconds);
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|c| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut i = 0;
+                    while std::time::Instant::now() < stop {
+                        let mut o = new_order(&format!("T-{c}-{i}"), &format!("cust-{i}"));
+                        o.lines
+                            .push(line("p-2", Some("Walnut serving board"), 1, "34.90"));
+                        let key = format!("tk-{c}-{i}");
+                        let t0 = std::time::Instant::now();
+                        store.create(&o, Some(&key)).await.unwrap();
+                        lat.push(t0.elapsed().as_micros() as u64);
+                        i += 1;
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        lat.sort_unstable();
+        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+        let _ = writeln!(
+            std::io::stderr(),
+            "{backend}: {concurrency} tasks: {:.0} creations/s, p50 {:.1} ms, p99 {:.1} ms",
+            lat.len() as f64 / seconds,
+            p(0.5),
+            p(0.99)
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = OrderStore::open_sqlite(dir.path().join("orders.db"))
+        .await
+        .unwrap();
+    for c in [1, 64] {
+        measure(&store, "sqlite", c, 5.0).await;
+    }
+    store.close().await;
+    if let Some((store, schema)) = pg_store("throughput").await {
+        for c in [1, 64] {
+            measure(&store, "postgres", c, 5.0).await;
+        }
+        store.drop_schema(&schema).await.unwrap();
+        store.close().await;
+    }
 }
