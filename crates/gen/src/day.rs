@@ -432,11 +432,32 @@ pub(crate) const COMPLEMENT_P: f64 = 0.2;
 /// Chance a further pick stays in the first product's category.
 const SAME_CATEGORY_P: f64 = 0.4;
 
-/// Picks the products of one order (at most `max`, at least 1).
-fn order_products(rng: &mut Rng, catalog: &Catalog, max: usize, out: &mut Vec<u32>) {
+/// Chance an order's first product comes from its customer's favourite
+/// category (the taste a recommender can learn).
+pub(crate) const FAVOURITE_P: f64 = 0.8;
+
+/// A customer's favourite category: fixed per seed and customer, derived
+/// without drawing from any random stream.
+pub(crate) fn favourite(seed: u64, customer: u32, categories: usize) -> u8 {
+    let mut s = seed ^ (u64::from(customer) * 2 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (crate::rng::splitmix64(&mut s) % categories.max(1) as u64) as u8
+}
+
+/// Picks the products of one order (at most `max`, at least 1); the first
+/// is often from the customer's `favourite` category.
+fn order_products(
+    rng: &mut Rng,
+    catalog: &Catalog,
+    max: usize,
+    favourite: Option<u8>,
+    out: &mut Vec<u32>,
+) {
     out.clear();
     let target = (1 + rng.weighted(&ORDER_SIZES)).min(max);
-    out.push(catalog.popular_product(rng));
+    out.push(match favourite {
+        Some(cat) if rng.chance(FAVOURITE_P) => catalog.product_in(rng, cat),
+        _ => catalog.popular_product(rng),
+    });
     let first_cat = catalog.products[out[0] as usize].cat;
     let mut i = 0;
     while i < out.len() {
@@ -516,7 +537,7 @@ pub(crate) fn calibrate(plan: &Plan<'_>) -> Calibration {
     let n = 3_000;
     let (mut lines, mut pe, mut be) = (0usize, 0usize, 0usize);
     for _ in 0..n {
-        order_products(&mut rng, plan.catalog, 5, &mut products);
+        order_products(&mut rng, plan.catalog, 5, None, &mut products);
         lines += products.len();
         b.purchase(&mut rng, &products, 0);
         pe += b.steps.len();
@@ -569,6 +590,7 @@ pub(crate) fn simulate(plan: &Plan<'_>, d: u32) -> DayOut {
                 &mut rng,
                 catalog,
                 (target - raw_lines.len()).min(5),
+                Some(favourite(plan.seed, c, catalog.by_cat.len())),
                 &mut products,
             );
             let first = raw_lines.len() as u32;

@@ -20,12 +20,15 @@
 //!   price in force that day.
 //! * **Customers** — 65% signed up before the window, the rest arrive through
 //!   it (accelerating). A log-normal personal purchase rate (heavy tail), a
-//!   preferred device, and for 35% a churn day: their activity fades over the
-//!   four weeks before it and stops (orders and visits) from it.
+//!   preferred device, a favourite category, and for 35% a churn day: their
+//!   activity fades over the four weeks before it and stops (orders and
+//!   visits) from it.
 //! * **Orders** — lines per day follow weekly seasonality and a mild growth
 //!   trend; each order belongs to a customer drawn by purchase rate, has 1–5
-//!   lines (mostly 1–2) whose products are correlated (complements, same
-//!   category), quantities mostly 1, and a return/refund status (2:1).
+//!   lines (mostly 1–2) whose first product comes from the customer's
+//!   favourite category 80% of the time and whose other products are
+//!   correlated (complements, same category), quantities mostly 1, and a
+//!   return/refund status (2:1).
 //! * **Sessions** — an order gets a purchase session that day (landing with
 //!   UTM parameters → product views → add to cart for each ordered product →
 //!   checkout → `/checkout/confirmation?order_id=<its first line>`) while the
