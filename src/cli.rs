@@ -120,6 +120,10 @@ pub enum Command {
     /// Data-quality checks: run them, list them.
     #[command(subcommand)]
     Quality(QualityCommand),
+    /// Machine learning: customer segments, churn risk, recommendations and
+    /// lifetime value, trained from the curated tables.
+    #[command(subcommand)]
+    Ml(MlCommand),
     /// Alerts raised (pipeline failures, quality, freshness, anomalies, schema drift).
     Alerts {
         /// Also those that cleared.
@@ -408,6 +412,45 @@ pub enum LakeCommand {
         #[arg(long, value_enum, default_value_t)]
         format: FormatArg,
     },
+}
+
+/// `ml ...`
+#[derive(Debug, Subcommand)]
+pub enum MlCommand {
+    /// Train models from the curated tables (run `pipeline run` first), evaluate
+    /// each on a time split against a baseline, save it under <data>/models/
+    /// and write its scores: curated.customer_segments, curated.churn_scores,
+    /// curated.product_recommendations, curated.customer_ltv_forecast.
+    Train {
+        /// Which models (default: all).
+        #[arg(value_enum, default_value = "all")]
+        model: MlModelArg,
+        /// Output format of the report (json: every metric).
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+    /// The models in use: version, when and on what data they were trained,
+    /// and how they scored against their baselines.
+    Status {
+        /// Output format (json: every metric).
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+}
+
+/// A model of `ml train`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MlModelArg {
+    /// Every model.
+    All,
+    /// Customer segments: k-means on recency, frequency and spend.
+    Segments,
+    /// Churn risk: logistic regression or gradient-boosted trees.
+    Churn,
+    /// Product recommendations: item-to-item from baskets and sessions.
+    Recs,
+    /// Lifetime value: BG/NBD purchases × Gamma-Gamma order value.
+    Ltv,
 }
 
 /// `quality ...`

@@ -25,9 +25,9 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, PasswordArgs,
-    PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand,
-    UsersCommand,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, MlCommand,
+    MlModelArg, PasswordArgs, PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs,
+    SourceArg, TokensCommand, UsersCommand,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -70,6 +70,8 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
             quality_check(env, tables, from, to, format).await
         }
         Command::Quality(QualityCommand::List { format }) => quality_list(env, format),
+        Command::Ml(MlCommand::Train { model, format }) => ml_train(env, model, format).await,
+        Command::Ml(MlCommand::Status { format }) => ml_status(env, format),
         Command::Alerts { all, format } => alerts_list(env, all, format),
         Command::Lake(LakeCommand::Maintain {
             tables,
@@ -580,6 +582,90 @@ async fn quality_check(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn ml_train(env: &Env, model: MlModelArg, f: FormatArg) -> Result<ExitCode> {
+    use shoplake_jobs::ml::{self, Kind};
+    let lake = open_lake(env)?;
+    let kinds: Vec<Kind> = match model {
+        MlModelArg::All => Vec::new(),
+        MlModelArg::Segments => vec![Kind::Segments],
+        MlModelArg::Churn => vec![Kind::Churn],
+        MlModelArg::Recs => vec![Kind::Recs],
+        MlModelArg::Ltv => vec![Kind::Ltv],
+    };
+    say(env, "training from the curated tables…");
+    let trained = ml::train(&lake, &env.config, &kinds).await?;
+    let metas: Vec<&ml::ModelMeta> = trained.iter().map(|t| &t.meta).collect();
+    if matches!(f, FormatArg::Json) {
+        print_json(&metas)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = trained
+        .iter()
+        .map(|t| {
+            vec![
+                t.meta.kind.name().to_string(),
+                format!("v{}", t.meta.version),
+                t.meta.scored.to_string(),
+                format!("{:.1}s", t.meta.seconds),
+                t.summary.clone(),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &["model", "version", "rows scored", "took", "evaluation"],
+            &rows,
+        )?],
+        f,
+    )?;
+    say(
+        env,
+        &format!("models saved under {}", ml::models_dir(&lake).display()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ml_status(env: &Env, f: FormatArg) -> Result<ExitCode> {
+    use shoplake_jobs::ml;
+    let lake = open_lake(env)?;
+    let models = ml::status(&lake)?;
+    if matches!(f, FormatArg::Json) {
+        print_json(&models)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if models.is_empty() {
+        say(env, "no models yet: run `shoplake ml train`");
+    }
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|m| {
+            vec![
+                m.kind.name().to_string(),
+                format!("v{}", m.version),
+                m.trained_at.clone(),
+                format!("{} … {}", m.data_from, m.data_to),
+                m.rows.to_string(),
+                ml::summary(m),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &[
+                "model",
+                "version",
+                "trained_at",
+                "data",
+                "rows",
+                "evaluation",
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn quality_list(env: &Env, f: FormatArg) -> Result<ExitCode> {

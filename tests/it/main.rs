@@ -10,6 +10,7 @@ mod collect;
 mod crash;
 mod docs;
 mod maintenance;
+mod ml;
 mod orders;
 mod pipeline;
 mod quality;

@@ -100,6 +100,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The orders API's database and its copy into the lake.
     pub orders: OrdersConfig,
+    /// Machine learning (`shoplake ml train`).
+    pub ml: MlConfig,
     /// Event sources (`[[sources]]`): a name, a write key and per-source limits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
@@ -123,6 +125,7 @@ impl Default for Config {
             quality: QualityConfig::default(),
             alerts: AlertsConfig::default(),
             orders: OrdersConfig::default(),
+            ml: MlConfig::default(),
             sources: Vec::new(),
             profiles: BTreeMap::new(),
         }
@@ -573,6 +576,31 @@ impl Default for OrdersConfig {
     }
 }
 
+/// `[ml]`: `shoplake ml train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlConfig {
+    /// A customer churns when they buy nothing in this many days.
+    pub churn_days: u32,
+    /// The horizon of the lifetime-value forecast, in days.
+    pub ltv_days: u32,
+    /// Recommendations kept per product and per customer.
+    pub recommendations: usize,
+    /// Seed of every random choice (the same data and seed give the same models).
+    pub seed: u64,
+}
+
+impl Default for MlConfig {
+    fn default() -> Self {
+        MlConfig {
+            churn_days: 30,
+            ltv_days: 90,
+            recommendations: 10,
+            seed: 42,
+        }
+    }
+}
+
 /// `[alerts]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -718,6 +746,11 @@ impl Config {
         if self.pipeline.session_timeout_minutes == 0 {
             return Err(Error::Config(
                 "pipeline.session_timeout_minutes: must be > 0".into(),
+            ));
+        }
+        if self.ml.churn_days == 0 || self.ml.ltv_days == 0 || self.ml.recommendations == 0 {
+            return Err(Error::Config(
+                "ml.churn_days, ml.ltv_days and ml.recommendations: must be > 0".into(),
             ));
         }
         if self.orders.sync_interval_ms == 0 {

@@ -999,6 +999,159 @@ pub const QUALITY: Table = Table {
     ],
 };
 
+/// `curated.customer_segments`
+pub const CUSTOMER_SEGMENTS: Table = Table {
+    zone: Zone::Curated,
+    name: "customer_segments",
+    doc: "Each buying customer's segment from `shoplake ml train segments`: k-means on recency, frequency and lifetime value (k chosen by silhouette), clusters named from their RFM profile.",
+    storage: Storage::Delta,
+    partition: None,
+    columns: &[
+        c("customer_id", Text, "Customer id."),
+        c(
+            "segment",
+            Text,
+            "champions, loyal, promising, new, needs_attention, at_risk or hibernating.",
+        ),
+        c("cluster", Int, "The k-means cluster (0-based)."),
+        c(
+            "recency_days",
+            Int,
+            "Days since the last purchase, as of as_of_date.",
+        ),
+        c("orders", BigInt, "Baskets."),
+        c("lifetime_value", Money, "Net revenue."),
+        c(
+            "rfm_code",
+            Text,
+            "Recency, frequency and monetary quintiles (5 best), e.g. `545`.",
+        ),
+        c(
+            "as_of_date",
+            Date,
+            "The newest purchase date the model saw.",
+        ),
+        c(
+            "model_version",
+            BigInt,
+            "The model under `<data>/models/segments/`.",
+        ),
+    ],
+};
+
+/// `curated.churn_scores`
+pub const CHURN_SCORES: Table = Table {
+    zone: Zone::Curated,
+    name: "churn_scores",
+    doc: "Each buying customer's probability of buying nothing in the next `ml.churn_days` days, from `shoplake ml train churn`.",
+    storage: Storage::Delta,
+    partition: None,
+    columns: &[
+        c("customer_id", Text, "Customer id."),
+        c(
+            "churn_probability",
+            Float,
+            "Probability of no purchase in the horizon.",
+        ),
+        c(
+            "risk_decile",
+            Int,
+            "1 = the riskiest tenth of customers … 10 = the safest.",
+        ),
+        c("recency_days", Int, "Days since the last purchase."),
+        c(
+            "lifetime_value",
+            Money,
+            "Net revenue so far (what is at stake).",
+        ),
+        c("horizon_days", Int, "The horizon (`ml.churn_days`)."),
+        c(
+            "as_of_date",
+            Date,
+            "The newest purchase date the model saw.",
+        ),
+        c(
+            "model",
+            Text,
+            "logistic or gbt: the classifier that won on validation.",
+        ),
+        c(
+            "model_version",
+            BigInt,
+            "The model under `<data>/models/churn/`.",
+        ),
+    ],
+};
+
+/// `curated.customer_ltv_forecast`
+pub const LTV_FORECAST: Table = Table {
+    zone: Zone::Curated,
+    name: "customer_ltv_forecast",
+    doc: "Each buying customer's predicted spend in the next `ml.ltv_days` days (BG/NBD purchases × Gamma-Gamma order value), from `shoplake ml train ltv`.",
+    storage: Storage::Delta,
+    partition: None,
+    columns: &[
+        c("customer_id", Text, "Customer id."),
+        c("expected_orders", Float, "Expected orders in the horizon."),
+        c("expected_order_value", Float, "Expected value of an order."),
+        c(
+            "predicted_spend",
+            Float,
+            "expected_orders × expected_order_value.",
+        ),
+        c(
+            "p_alive",
+            Float,
+            "Probability the customer is still active.",
+        ),
+        c("horizon_days", Int, "The horizon (`ml.ltv_days`)."),
+        c(
+            "as_of_date",
+            Date,
+            "The newest purchase date the model saw.",
+        ),
+        c(
+            "model_version",
+            BigInt,
+            "The model under `<data>/models/ltv/`.",
+        ),
+    ],
+};
+
+/// `curated.product_recommendations`
+pub const RECOMMENDATIONS: Table = Table {
+    zone: Zone::Curated,
+    name: "product_recommendations",
+    doc: "Recommendations from `shoplake ml train recs`: for each product, the products most often bought or viewed with it (`kind = 'product'`), and for each customer, products they have not bought (`kind = 'customer'`).",
+    storage: Storage::Delta,
+    partition: None,
+    columns: &[
+        c("kind", Text, "product or customer."),
+        c(
+            "key",
+            Text,
+            "The product id or customer id recommended for.",
+        ),
+        c("rank", Int, "1 = best."),
+        c("product_id", Text, "The recommended product."),
+        c(
+            "score",
+            Float,
+            "Summed similarity (higher is better); popularity fill-ups score 0.",
+        ),
+        c(
+            "source",
+            Text,
+            "similar (item-to-item) or popular (cold-start fill).",
+        ),
+        c(
+            "model_version",
+            BigInt,
+            "The model under `<data>/models/recs/`.",
+        ),
+    ],
+};
+
 /// Every table of the lake.
 pub const TABLES: &[Table] = &[
     RAW_TRANSACTIONS,
@@ -1020,6 +1173,10 @@ pub const TABLES: &[Table] = &[
     CUSTOMERS,
     FUNNEL_DAILY,
     SESSIONS_DAILY,
+    CUSTOMER_SEGMENTS,
+    CHURN_SCORES,
+    LTV_FORECAST,
+    RECOMMENDATIONS,
     Q_TRANSACTIONS,
     Q_PRODUCTS,
     Q_CLICKSTREAM,

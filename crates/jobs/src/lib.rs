@@ -16,7 +16,8 @@
 //! * [`store`] — the operational store (run history, alerts; SQLite);
 //! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
 //! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
-//! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention.
+//! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention;
+//! * [`ml`] — segments, churn, recommendations and lifetime value.
 #![deny(missing_docs)]
 
 pub mod accounts;
@@ -24,6 +25,7 @@ pub mod alerts;
 pub mod curate;
 pub mod etl;
 pub mod maintain;
+pub mod ml;
 pub mod pipeline;
 pub mod quality;
 pub mod schedule;

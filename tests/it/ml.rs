@@ -1,0 +1,172 @@
+//! Machine learning on the generated shop (the demo's default size and
+//! seed): every model clears its baseline on a time split, its scores land
+//! in their curated tables, and models are versioned.
+
+use shoplake_gen::GenConfig;
+use shoplake_jobs::ml::{self, Kind};
+use shoplake_jobs::pipeline::PipelineOptions;
+
+use crate::common::{Fixture, query};
+
+fn metric(m: &ml::ModelMeta, k: &str) -> f64 {
+    m.metrics[k]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{:?} has no {k}: {}", m.kind, m.metrics))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_beat_their_baselines_and_score_every_customer() {
+    let fx = Fixture::with(&GenConfig::default());
+    fx.run(&PipelineOptions::default()).await;
+    let trained = ml::train(&fx.lake, &fx.cfg, &[]).await.unwrap();
+    let by_kind = |k: Kind| &trained.iter().find(|t| t.meta.kind == k).unwrap().meta;
+    let buyers = query(&fx.engine(), "SELECT count(*) AS n FROM curated.customers")
+        .await
+        .row(0)
+        .i64("n");
+    assert!(buyers > 1000);
+
+    // segments: k from 4 to 8 by silhouette, readable names, every buyer
+    let seg = by_kind(Kind::Segments);
+    let k = metric(seg, "k");
+    assert!((4.0..=8.0).contains(&k), "{k}");
+    let rows = query(
+        &fx.engine(),
+        "SELECT segment, count(*) AS n FROM curated.customer_segments GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let total: i64 = rows.iter().map(|r| r.i64("n")).sum();
+    assert_eq!(total, buyers);
+    let known = [
+        "champions",
+        "loyal",
+        "promising",
+        "new",
+        "needs_attention",
+        "at_risk",
+        "hibernating",
+    ];
+    for r in rows.iter() {
+        assert!(known.contains(&r.str("segment")), "{}", r.str("segment"));
+    }
+
+    // churn: a time split; the model beats recency alone by 0.05 AUC or more
+    let churn = by_kind(Kind::Churn);
+    let (auc, base) = (metric(churn, "auc"), metric(churn, "baseline_auc"));
+    assert!(
+        auc >= base + 0.05,
+        "churn AUC {auc:.3} vs recency {base:.3}"
+    );
+    assert!(metric(churn, "top_decile_precision") > metric(churn, "churn_rate"));
+    let calibration = churn.metrics["calibration"].as_array().unwrap();
+    let counted: u64 = calibration
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted,
+        churn.metrics["test"]["customers"].as_u64().unwrap()
+    );
+    let scores = query(
+        &fx.engine(),
+        "SELECT count(*) AS n, min(churn_probability) AS lo, max(churn_probability) AS hi, \
+         count(DISTINCT risk_decile) AS deciles FROM curated.churn_scores",
+    )
+    .await;
+    let s = scores.row(0);
+    assert_eq!(s.i64("n"), buyers);
+    assert!(s.f64("lo") >= 0.0 && s.f64("hi") <= 1.0 && s.f64("lo") < s.f64("hi"));
+    assert_eq!(s.i64("deciles"), 10);
+
+    // recommendations: the next purchase is found more often than by popularity
+    let recs = by_kind(Kind::Recs);
+    let (hit, pop) = (metric(recs, "hit_rate"), metric(recs, "baseline_hit_rate"));
+    assert!(
+        hit > 1.3 * pop,
+        "hit-rate@10 {hit:.3} vs popularity {pop:.3}"
+    );
+    assert!(metric(recs, "ndcg") > metric(recs, "baseline_ndcg"));
+    // a customer is never recommended what they bought
+    let bought_again = query(
+        &fx.engine(),
+        "SELECT count(*) AS n FROM curated.product_recommendations r \
+         JOIN curated.order_lines o ON r.kind = 'customer' AND o.customer_id = r.key AND o.product_id = r.product_id",
+    )
+    .await
+    .row(0)
+    .i64("n");
+    assert_eq!(bought_again, 0);
+    let per_customer = query(
+        &fx.engine(),
+        "SELECT count(DISTINCT key) AS n, max(rank) AS k FROM curated.product_recommendations WHERE kind = 'customer'",
+    )
+    .await;
+    assert_eq!(per_customer.row(0).i64("n"), buyers);
+    assert_eq!(per_customer.row(0).i64("k"), 10);
+
+    // lifetime value: held-out spend predicted better than the past rate
+    let ltv = by_kind(Kind::Ltv);
+    assert!(
+        metric(ltv, "mae") < metric(ltv, "baseline_mae"),
+        "{}",
+        ltv.metrics
+    );
+    let f = query(
+        &fx.engine(),
+        "SELECT count(*) AS n, min(predicted_spend) AS lo, min(p_alive) AS pa, max(p_alive) AS pb \
+         FROM curated.customer_ltv_forecast",
+    )
+    .await;
+    let f = f.row(0);
+    assert_eq!(f.i64("n"), buyers);
+    assert!(f.f64("lo") >= 0.0 && f.f64("pa") >= 0.0 && f.f64("pb") <= 1.0);
+
+    // versions: a retrain is v2, recorded with its data range; status shows it
+    let again = ml::train(&fx.lake, &fx.cfg, &[Kind::Ltv]).await.unwrap();
+    assert_eq!(again[0].meta.version, 2);
+    let status = ml::status(&fx.lake).unwrap();
+    let versions: Vec<(Kind, i64)> = status.iter().map(|m| (m.kind, m.version)).collect();
+    assert_eq!(
+        versions,
+        [
+            (Kind::Segments, 1),
+            (Kind::Churn, 1),
+            (Kind::Recs, 1),
+            (Kind::Ltv, 2)
+        ]
+    );
+    assert!(status[3].data_from < status[3].data_to);
+    let v = query(
+        &fx.engine(),
+        "SELECT min(model_version) AS v FROM curated.customer_ltv_forecast",
+    )
+    .await
+    .row(0)
+    .i64("v");
+    assert_eq!(v, 2);
+    let (_, model): (_, serde_json::Value) =
+        ml::load_current(&fx.lake, Kind::Churn).unwrap().unwrap();
+    assert!(
+        model.get("kind").is_some(),
+        "the churn model is saved whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_without_enough_history_says_why() {
+    let fx = Fixture::new();
+    // before any pipeline run: nothing to learn from
+    let e = ml::train(&fx.lake, &fx.cfg, &[Kind::Segments])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pipeline run"), "{e}");
+    // 16 days of purchases cannot hold out three 30-day windows
+    fx.run(&PipelineOptions::default()).await;
+    let e = ml::train(&fx.lake, &fx.cfg, &[Kind::Churn])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ml.churn_days"), "{e}");
+    assert!(ml::status(&fx.lake).unwrap().is_empty());
+}
