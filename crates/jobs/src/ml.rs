@@ -320,7 +320,26 @@ async fn load(engine: &QueryEngine, with_views: bool) -> Result<Data> {
             "no purchases in curated.order_lines: run `shoplake pipeline run` first".into(),
         ));
     }
-    d.baskets.sort_by_key(|b| (b.day, b.customer));
+    // query results come in any order: number customers and products by
+    // name, so the same data always gives the same models
+    let cust_rank = renumber(&mut d.customers);
+    for b in &mut d.baskets {
+        b.customer = cust_rank[b.customer as usize];
+    }
+    d.baskets.sort_by(|a, b| {
+        (a.day, a.customer, a.value.to_bits(), a.lines).cmp(&(
+            b.day,
+            b.customer,
+            b.value.to_bits(),
+            b.lines,
+        ))
+    });
+    cmap = d
+        .customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), i as u32))
+        .collect();
     d.first_day = d.baskets[0].day;
     d.last_day = d.baskets[d.baskets.len() - 1].day;
 
@@ -380,7 +399,34 @@ async fn load(engine: &QueryEngine, with_views: bool) -> Result<Data> {
             }
         }
     }
+    let prod_rank = renumber(&mut d.products);
+    let map = |ps: &mut Vec<u64>| {
+        for p in ps.iter_mut() {
+            *p = u64::from(prod_rank[*p as usize]);
+        }
+        ps.sort_unstable();
+    };
+    for b in &mut d.baskets {
+        map(&mut b.products);
+    }
+    for (_, ps) in &mut d.views {
+        map(ps);
+    }
+    d.views.sort();
     Ok(d)
+}
+
+/// Sorts `names` and returns each old index's new one.
+fn renumber(names: &mut Vec<String>) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+    let mut rank = vec![0u32; names.len()];
+    for (new, &old) in order.iter().enumerate() {
+        rank[old as usize] = new as u32;
+    }
+    let sorted: Vec<String> = order.iter().map(|&i| names[i as usize].clone()).collect();
+    *names = sorted;
+    rank
 }
 
 // ---------------------------------------------------------------- training
@@ -768,21 +814,7 @@ fn churn(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
     let train_cut = test_cut - h;
     let (_, x_train, y_train) = churn_rows(d, train_cut, h);
     let (_, x_test, y_test) = churn_rows(d, test_cut, h);
-    // a validation split of the training customers picks the model
-    let mut rng = ml::Rng::new(c.seed);
-    let mut fit_x = Vec::new();
-    let mut fit_y = Vec::new();
-    let mut val_x = Vec::new();
-    let mut val_y = Vec::new();
-    for (row, label) in x_train.iter().zip(&y_train) {
-        if rng.next_f64() < 0.8 {
-            fit_x.push(row.clone());
-            fit_y.push(*label);
-        } else {
-            val_x.push(row.clone());
-            val_y.push(*label);
-        }
-    }
+    // 5-fold cross-validation over the training customers picks the model
     let gbt_cfg = ml::GbtConfig {
         n_trees: 200,
         learning_rate: 0.05,
@@ -792,11 +824,29 @@ fn churn(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
         ..ml::GbtConfig::default()
     };
     let lr_cfg = ml::LogisticConfig::default();
-    let lr = ml::LogisticRegression::fit(&fit_x, &fit_y, &lr_cfg).map_err(ml_err("churn"))?;
-    let gbt = ml::GradientBoostedTrees::fit(&fit_x, &fit_y, &gbt_cfg).map_err(ml_err("churn"))?;
-    let (best, val_aucs) =
-        ml::select_by_auc(&[&lr, &gbt], &val_x, &val_y).map_err(ml_err("churn"))?;
-    let use_gbt = best == 1;
+    let mut fold: Vec<usize> = (0..x_train.len()).map(|i| i % 5).collect();
+    ml::Rng::new(c.seed).shuffle(&mut fold);
+    let mut val_aucs = [0.0f64; 2];
+    for f in 0..5 {
+        let pick = |held: bool| -> (Vec<Vec<f64>>, Vec<bool>) {
+            x_train
+                .iter()
+                .zip(&y_train)
+                .zip(&fold)
+                .filter(|(_, k)| (**k == f) == held)
+                .map(|((x, y), _)| (x.clone(), *y))
+                .unzip()
+        };
+        let (fit_x, fit_y) = pick(false);
+        let (val_x, val_y) = pick(true);
+        let lr = ml::LogisticRegression::fit(&fit_x, &fit_y, &lr_cfg).map_err(ml_err("churn"))?;
+        let gbt =
+            ml::GradientBoostedTrees::fit(&fit_x, &fit_y, &gbt_cfg).map_err(ml_err("churn"))?;
+        let (_, aucs) = ml::select_by_auc(&[&lr, &gbt], &val_x, &val_y).map_err(ml_err("churn"))?;
+        val_aucs[0] += aucs[0] / 5.0;
+        val_aucs[1] += aucs[1] / 5.0;
+    }
+    let use_gbt = val_aucs[1] > val_aucs[0];
     // evaluate the chosen kind, refitted on all training customers, on the test window
     let fit = |x: &[Vec<f64>], y: &[bool]| -> Result<ml::Classifier> {
         Ok(if use_gbt {
@@ -869,7 +919,7 @@ fn churn(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
     };
     m.metrics = serde_json::json!({
         "model": final_model.name(),
-        "validation_auc": {"logistic": val_aucs[0], "gbt": val_aucs[1]},
+        "cross_validation_auc": {"logistic": val_aucs[0], "gbt": val_aucs[1]},
         "auc": auc,
         "baseline_auc": baseline_auc,
         "baseline": "recency_days alone",
