@@ -150,6 +150,36 @@ async fn models_beat_their_baselines_and_score_every_customer() {
         model.get("kind").is_some(),
         "the churn model is saved whole"
     );
+
+    // the Customers page lists the riskiest customers with the most at stake
+    let store = shoplake_jobs::store::Store::open(&fx.lake.state_dir()).unwrap();
+    let (token, _) = shoplake_server::auth::create_token(
+        &store,
+        "dash",
+        shoplake_jobs::accounts::Role::Viewer,
+        None,
+    )
+    .unwrap();
+    let s = crate::collect::Server::start(fx.dir.path(), shoplake_core::config::Config::default())
+        .await;
+    let bearer = format!("Bearer {token}");
+    let page = crate::collect::http(
+        s.addr,
+        "GET",
+        "/customers",
+        &[("Authorization", bearer.as_str())],
+        b"",
+    )
+    .unwrap();
+    s.stop().await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body).unwrap();
+    let table = &html[html.find(r#"id="churn-risk""#).expect("a churn-risk table")..];
+    assert_eq!(
+        table.matches("<tr>").count(),
+        16,
+        "a header and 15 customers"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

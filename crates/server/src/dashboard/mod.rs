@@ -486,7 +486,7 @@ async fn customers(
 ) -> Result<Response, PageError> {
     let who = gate(&api, &headers, Role::Viewer)?;
     let r = range(&api, &q).await?;
-    let (segments, ltv, cohorts) = tokio::join!(
+    let (segments, ltv, cohorts, risk) = tokio::join!(
         rows(
             &api,
             "SELECT rfm_segment, count(*) AS customers, CAST(sum(lifetime_value) AS DOUBLE) AS value, \
@@ -511,8 +511,16 @@ async fn customers(
                 r.from, r.to
             )
         ),
+        // the churn model's riskiest customers with the most at stake
+        rows(
+            &api,
+            "SELECT customer_id, churn_probability, recency_days, CAST(lifetime_value AS DOUBLE) AS value, \
+             horizon_days, model FROM curated.churn_scores WHERE risk_decile <= 2 \
+             ORDER BY lifetime_value DESC, customer_id LIMIT 15"
+                .into()
+        ),
     );
-    let (segments, ltv, cohorts) = (segments?, ltv?, cohorts?);
+    let (segments, ltv, cohorts, risk) = (segments?, ltv?, cohorts?, risk?);
     let mut body = String::from(r#"<div class="grid2">"#);
     let sbars: Vec<(String, f64, String)> = segments
         .iter()
@@ -584,6 +592,38 @@ async fn customers(
         &cols,
         &cells,
     );
+    body += "<h2>Churn risk</h2>";
+    if risk.is_empty() {
+        body += r#"<p class="muted">No churn model yet: <code>shoplake ml train churn</code> scores every customer.</p>"#;
+    } else {
+        let horizon = text(&risk[0], "horizon_days");
+        let cells: Vec<Vec<String>> = risk
+            .iter()
+            .map(|c| {
+                vec![
+                    text(c, "customer_id"),
+                    pct(num(c, "churn_probability")),
+                    fmt_count(num(c, "recency_days")),
+                    fmt_money(num(c, "value")),
+                ]
+            })
+            .collect();
+        let _ = write!(
+            body,
+            r#"<p class="muted">The riskiest fifth of customers (no purchase expected in the next {} days), by lifetime value at stake.</p>"#,
+            esc(&horizon)
+        );
+        body += &table(
+            "churn-risk",
+            &[
+                "customer",
+                "#churn probability",
+                "#days since last order",
+                "#lifetime value",
+            ],
+            &cells,
+        );
+    }
     let as_of = segments
         .first()
         .map(|s| text(s, "as_of"))
