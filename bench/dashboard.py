@@ -89,7 +89,7 @@ def main():
          f"`bench/dashboard`: a lake of {ev:,} generated clickstream events ({sizes['transactions']:,} transactions, "
          f"90 days) processed by `shoplake pipeline run`, then `shoplake serve` (release, scheduler off) answering "
          f"each page {a.requests} times after one warm-up request, over one keep-alive connection from the same "
-         f"machine, with an analyst API token; the default range (the last 30 days with data). "
+         f"machine, with an admin API token; the default range (the last 30 days with data). "
          f"Time is from the request to the last byte of the page ({cpu}, {os.cpu_count()} cores; commit {commit}).", "",
          "| page | p50 | p95 | max | size |", "| --- | ---: | ---: | ---: | ---: |"]
     for p, r in results.items():
