@@ -18,7 +18,7 @@
 //! models.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -1267,10 +1267,4 @@ fn ltv(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
     m.params = serde_json::json!({"horizon_days": c.ltv_days, "time_unit": "day"});
     let json = ml::to_json(&model).map_err(ml_err("ltv"))?;
     Ok((m, json, batch))
-}
-
-/// Where models live, for messages.
-pub fn describe_dir(lake: &Lake) -> String {
-    let p: &Path = &models_dir(lake);
-    p.display().to_string()
 }
