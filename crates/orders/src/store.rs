@@ -610,25 +610,8 @@ pub(crate) async fn create_in(tx: &mut Tx, item: &NewRow) -> Result<Created> {
     }
 
     let doc = &item.doc;
-    let header = [
-        Arg::Text(&order.order_id),
-        Arg::Text(&order.customer_id),
-        Arg::OptText(order.email.as_deref()),
-        Arg::Text(&order.currency),
-        Arg::Text(order.status.as_str()),
-        Arg::Int(order.subtotal.cents()),
-        Arg::Int(order.tax.cents()),
-        Arg::Int(order.shipping.cents()),
-        Arg::Int(order.discount.cents()),
-        Arg::Int(order.total.cents()),
-        Arg::OptText(order.coupon.as_deref()),
-        Arg::Int(us(order.placed_at)),
-        Arg::Int(us(now)),
-        Arg::Int(us(now)),
-        Arg::Int(order.version),
-        Arg::Text(&item.hash),
-        Arg::Text(doc),
-    ];
+    let mut header = order_args(order, &item.hash).to_vec();
+    header.push(Arg::Text(doc));
     let inserted = match tx.kind() {
         Kind::Sqlite => {
             tx.fetch_optional(
@@ -796,6 +779,29 @@ fn pg_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> OrderError {
 /// `t` truncated to whole microseconds (what the database keeps).
 fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// An order's `orders` row, in [`ORDER_COLUMNS`] order, then its body hash
+/// (the search document, PostgreSQL only, is the caller's).
+pub(crate) fn order_args<'a>(o: &'a Order, hash: &'a str) -> [Arg<'a>; 16] {
+    [
+        Arg::Text(&o.order_id),
+        Arg::Text(&o.customer_id),
+        Arg::OptText(o.email.as_deref()),
+        Arg::Text(&o.currency),
+        Arg::Text(o.status.as_str()),
+        Arg::Int(o.subtotal.cents()),
+        Arg::Int(o.tax.cents()),
+        Arg::Int(o.shipping.cents()),
+        Arg::Int(o.discount.cents()),
+        Arg::Int(o.total.cents()),
+        Arg::OptText(o.coupon.as_deref()),
+        Arg::Int(us(o.placed_at)),
+        Arg::Int(us(o.created_at)),
+        Arg::Int(us(o.updated_at)),
+        Arg::Int(o.version),
+        Arg::Text(hash),
+    ]
 }
 
 fn us(t: DateTime<Utc>) -> i64 {

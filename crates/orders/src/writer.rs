@@ -360,24 +360,7 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
         let mut args = Vec::with_capacity(chunk.len() * 17);
         for item in chunk {
             let o = &item.order;
-            args.extend([
-                Arg::Text(&o.order_id),
-                Arg::Text(&o.customer_id),
-                Arg::OptText(o.email.as_deref()),
-                Arg::Text(&o.currency),
-                Arg::Text(o.status.as_str()),
-                Arg::Int(o.subtotal.cents()),
-                Arg::Int(o.tax.cents()),
-                Arg::Int(o.shipping.cents()),
-                Arg::Int(o.discount.cents()),
-                Arg::Int(o.total.cents()),
-                Arg::OptText(o.coupon.as_deref()),
-                Arg::Int(o.placed_at.timestamp_micros()),
-                Arg::Int(o.created_at.timestamp_micros()),
-                Arg::Int(o.updated_at.timestamp_micros()),
-                Arg::Int(o.version),
-                Arg::Text(&item.hash),
-            ]);
+            args.extend(crate::store::order_args(o, &item.hash));
             if kind == Kind::Postgres {
                 args.push(Arg::Text(&item.doc));
             }
