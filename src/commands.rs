@@ -1285,24 +1285,7 @@ fn keys_cmd(env: &Env, k: KeysCommand) -> Result<ExitCode> {
             );
         }
         KeysCommand::List { format } => {
-            let rows: Vec<Vec<String>> = file
-                .keys
-                .iter()
-                .map(|k| {
-                    vec![
-                        k.name.clone(),
-                        format!("{}…", k.prefix),
-                        k.created_at.clone(),
-                        k.revoked_at.clone().unwrap_or_default(),
-                        k.origins.join(" "),
-                        if k.rate_limit > 0.0 {
-                            k.rate_limit.to_string()
-                        } else {
-                            String::new()
-                        },
-                    ]
-                })
-                .collect();
+            let rows: Vec<Vec<String>> = file.keys.iter().map(|k| k.listing_row()).collect();
             let batch = strings_batch(
                 &[
                     "source",

@@ -718,24 +718,7 @@ fn render(api: &Api, who: &Principal, status: StatusCode, notice: &str) -> Respo
 
     // write keys
     let (file, configured) = key_listing(api).unwrap_or_default();
-    let rows: Vec<Vec<String>> = file
-        .keys
-        .iter()
-        .map(|k| {
-            vec![
-                k.name.clone(),
-                format!("{}…", k.prefix),
-                k.created_at.clone(),
-                k.revoked_at.clone().unwrap_or_default(),
-                k.origins.join(" "),
-                if k.rate_limit > 0.0 {
-                    format!("{}/s", k.rate_limit)
-                } else {
-                    String::new()
-                },
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = file.keys.iter().map(|k| k.listing_row()).collect();
     let mut live: Vec<&str> = file
         .keys
         .iter()
@@ -757,14 +740,7 @@ fn render(api: &Api, who: &Principal, status: StatusCode, notice: &str) -> Respo
         },
         table(
             "keys",
-            &[
-                "source",
-                "key",
-                "created",
-                "revoked",
-                "origins",
-                "rate limit"
-            ],
+            &["source", "key", "created", "revoked", "origins", "events/s"],
             &rows
         ),
         live.iter()

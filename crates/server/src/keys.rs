@@ -43,6 +43,25 @@ pub struct StoredKey {
     pub rate_limit: f64,
 }
 
+impl StoredKey {
+    /// The key as listings show it: source, prefix…, created, revoked,
+    /// origins, events per second (empty: no limit).
+    pub fn listing_row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            format!("{}…", self.prefix),
+            self.created_at.clone(),
+            self.revoked_at.clone().unwrap_or_default(),
+            self.origins.join(" "),
+            if self.rate_limit > 0.0 {
+                self.rate_limit.to_string()
+            } else {
+                String::new()
+            },
+        ]
+    }
+}
+
 /// The key file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KeyFile {

@@ -686,30 +686,19 @@ async fn traffic(
     );
     let (device, sources, landing, browsers, referrers) =
         (device?, sources?, landing?, browsers?, referrers?);
-    let dbars: Vec<(String, f64, String)> = device
-        .iter()
-        .map(|d| {
-            (
-                text(d, "k"),
-                num(d, "sessions"),
-                fmt_count(num(d, "sessions")),
-            )
-        })
-        .collect();
-    let bbars: Vec<(String, f64, String)> = browsers
-        .iter()
-        .map(|d| {
-            (
-                text(d, "k"),
-                num(d, "sessions"),
-                fmt_count(num(d, "sessions")),
-            )
-        })
-        .collect();
+    // bars of sessions per `k`
+    let bars = |rows: &[Row]| -> Vec<(String, f64, String)> {
+        rows.iter()
+            .map(|d| {
+                let n = num(d, "sessions");
+                (text(d, "k"), n, fmt_count(n))
+            })
+            .collect()
+    };
     let mut body = format!(
         r#"<div class="grid2">{}{}</div>"#,
-        charts::hbars("Sessions by device", &dbars),
-        charts::hbars("Sessions by browser", &bbars)
+        charts::hbars("Sessions by device", &bars(&device)),
+        charts::hbars("Sessions by browser", &bars(&browsers))
     );
     let sdata: Vec<Vec<String>> = sources
         .iter()
