@@ -13,7 +13,8 @@
 //!      │             rfm_scores (quintiles 1–5)
 //!      ├─ churn:     LogisticRegression, GradientBoostedTrees ─► select_by_auc
 //!      │             ─► roc_auc, precision_recall_at_top, calibration_table, brier_score
-//!      ├─ recs:      ItemItemModel (cosine / lift, shrinkage, top-M) + Popularity
+//!      ├─ recs:      HybridModel = ItemItemModel (cosine / lift, shrinkage, top-M)
+//!      │             + CategoryAffinity (taste) + Popularity (fallback)
 //!      │             ─► recommend(seeds, exclude, k) ─► ranking_metrics (hit-rate, NDCG)
 //!      └─ ltv:       BgNbd × GammaGamma = LtvModel::predicted_spend ─► mae vs naive_forecast
 //! ```
@@ -66,8 +67,8 @@ pub use metrics::{
 };
 pub use optim::{Minimum, NelderMeadConfig, nelder_mead};
 pub use recs::{
-    ItemId, ItemItemConfig, ItemItemModel, Neighbour, Popularity, RankingMetrics, Recommendation,
-    SimilarityMeasure, Source, ranking_metrics,
+    Blend, CategoryAffinity, HybridModel, ItemId, ItemItemConfig, ItemItemModel, Neighbour,
+    Popularity, RankingMetrics, Recommendation, SimilarityMeasure, Source, ranking_metrics,
 };
 pub use rfm::{
     RfmProfile, RfmScore, Segment, cluster_profiles, name_segments, quintile_scores, rfm_scores,

@@ -259,6 +259,28 @@ impl ItemItemModel {
         self.neighbours.get(&item).map_or(&[], |v| v.as_slice())
     }
 
+    /// `Σ weight × similarity` of every neighbour of the seeds that is
+    /// neither a seed nor excluded.
+    fn similar(
+        &self,
+        seeds: &[(ItemId, f64)],
+        exclude: &HashSet<ItemId>,
+        seed_set: &HashSet<ItemId>,
+    ) -> HashMap<ItemId, f64> {
+        let mut scores: HashMap<ItemId, f64> = HashMap::new();
+        for &(seed, weight) in seeds {
+            if !(weight > 0.0 && weight.is_finite()) {
+                continue;
+            }
+            for nb in self.neighbours_of(seed) {
+                if !exclude.contains(&nb.item) && !seed_set.contains(&nb.item) {
+                    *scores.entry(nb.item).or_insert(0.0) += weight * nb.score;
+                }
+            }
+        }
+        scores
+    }
+
     /// Up to `k` items for a user, session or product page.
     ///
     /// Each candidate scores `Σ weight × similarity` over the `seeds`
@@ -274,18 +296,10 @@ impl ItemItemModel {
         k: usize,
     ) -> Vec<Recommendation> {
         let seed_set: HashSet<ItemId> = seeds.iter().map(|&(i, _)| i).collect();
-        let mut scores: HashMap<ItemId, f64> = HashMap::new();
-        for &(seed, weight) in seeds {
-            if !(weight > 0.0 && weight.is_finite()) {
-                continue;
-            }
-            for nb in self.neighbours_of(seed) {
-                if !exclude.contains(&nb.item) && !seed_set.contains(&nb.item) {
-                    *scores.entry(nb.item).or_insert(0.0) += weight * nb.score;
-                }
-            }
-        }
-        let mut ranked: Vec<(ItemId, f64)> = scores.into_iter().collect();
+        let mut ranked: Vec<(ItemId, f64)> = self
+            .similar(seeds, exclude, &seed_set)
+            .into_iter()
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(k);
         let mut out: Vec<Recommendation> = ranked
@@ -300,6 +314,271 @@ impl ItemItemModel {
             let mut skip: HashSet<ItemId> = exclude.union(&seed_set).copied().collect();
             skip.extend(out.iter().map(|r| r.item));
             let fill = self.popularity.recommend(&skip, k - out.len());
+            out.extend(fill);
+        }
+        out
+    }
+}
+
+/// Category affinity: `P(j | user) = Σ_c P(c | user) · P(j | c)`, the
+/// user's category shares (from the seeds' weights) times each item's share
+/// of its category's baskets, mixed with plain popularity:
+///
+/// ```text
+/// aff(j) = (1 − μ) · w_c^γ / Σ_c' w_c'^γ · n_j / total_c  +  μ · n_j / N
+/// ```
+///
+/// with `w_c` the seed weight in category `c`, `γ` the sharpness (above 1
+/// favours the user's main category), `μ` the popular mix. It learns taste
+/// ("buys garden things") where item-item learns companions ("bought with a
+/// hose").
+///
+/// Cost: fit O(items); scoring O(|seeds| + Σ_c scan_c), where each scan
+/// (each category the seeds touch, and the overall ranking) stops after
+/// `limit` items not skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryAffinity {
+    /// The category of each item that has one.
+    pub category: BTreeMap<ItemId, u32>,
+    /// Each category's items by popularity (baskets holding them), most
+    /// first, then by id; indexed by category.
+    pub ranked: Vec<Vec<(ItemId, u32)>>,
+    /// Baskets summed over each category's items.
+    pub totals: Vec<u64>,
+    /// Baskets summed over every item (N).
+    pub all: u64,
+}
+
+/// How [`HybridModel`] mixes its parts; choose it on a validation window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Blend {
+    /// β: weight of category affinity against item-item, in `[0, 1]`.
+    pub affinity: f64,
+    /// γ ≥ 0: sharpness of the category shares.
+    pub sharpness: f64,
+    /// μ: weight of plain popularity inside the affinity part, in `[0, 1]`.
+    pub popular: f64,
+}
+
+impl Default for Blend {
+    fn default() -> Self {
+        Blend {
+            affinity: 0.5,
+            sharpness: 2.0,
+            popular: 0.3,
+        }
+    }
+}
+
+impl Blend {
+    /// Out-of-range or non-finite parts brought into range (β and μ to
+    /// `[0, 1]`, γ to `[0, 8]`; NaN to 0, or 1 for γ).
+    pub fn clamped(self) -> Blend {
+        let c = |v: f64, hi: f64, nan: f64| if v.is_nan() { nan } else { v.clamp(0.0, hi) };
+        Blend {
+            affinity: c(self.affinity, 1.0, 0.0),
+            sharpness: c(self.sharpness, 8.0, 1.0),
+            popular: c(self.popular, 1.0, 0.0),
+        }
+    }
+}
+
+impl CategoryAffinity {
+    /// Fits from item categories (`categories[i]` is item `i`'s category,
+    /// `None` if unknown) and the popularity counts. Items with no category
+    /// score only through the popular mix.
+    pub fn fit(categories: &[Option<u32>], popularity: &Popularity) -> Result<Self> {
+        let n_cats = categories.iter().flatten().map(|&c| c as usize + 1).max();
+        let Some(n_cats) = n_cats else {
+            return Err(Error::Empty("items with a category"));
+        };
+        let mut ranked = vec![Vec::new(); n_cats];
+        let mut category = BTreeMap::new();
+        for &(item, count) in &popularity.ranked {
+            if let Some(Some(c)) = usize::try_from(item).ok().and_then(|i| categories.get(i)) {
+                ranked[*c as usize].push((item, count));
+                category.insert(item, *c);
+            }
+        }
+        // popularity.ranked is already most-first then by id
+        let totals = ranked
+            .iter()
+            .map(|r| r.iter().map(|&(_, n)| u64::from(n)).sum())
+            .collect();
+        let all = popularity.ranked.iter().map(|&(_, n)| u64::from(n)).sum();
+        Ok(CategoryAffinity {
+            category,
+            ranked,
+            totals,
+            all,
+        })
+    }
+
+    /// `aff(j)` of at most `limit` items from each category the seeds touch
+    /// and `limit` from the overall ranking (`popularity`); seeds with no
+    /// known category or a non-positive weight are ignored, and items in
+    /// `skip` are passed over.
+    pub fn scores(
+        &self,
+        seeds: &[(ItemId, f64)],
+        skip: &HashSet<ItemId>,
+        limit: usize,
+        blend: &Blend,
+        popularity: &Popularity,
+    ) -> HashMap<ItemId, f64> {
+        let b = blend.clamped();
+        let mut share: BTreeMap<u32, f64> = BTreeMap::new();
+        for &(item, w) in seeds {
+            if let Some(&c) = self.category.get(&item)
+                && w > 0.0
+                && w.is_finite()
+            {
+                *share.entry(c).or_insert(0.0) += w;
+            }
+        }
+        let sum: f64 = share.values().map(|w| w.powf(b.sharpness)).sum();
+        // candidate → (its category part, its basket count)
+        let mut cand: HashMap<ItemId, (f64, u32)> = HashMap::new();
+        if sum > 0.0 && sum.is_finite() && b.popular < 1.0 {
+            for (&c, w) in &share {
+                let total = self.totals[c as usize] as f64;
+                if total <= 0.0 {
+                    continue;
+                }
+                let p_c = w.powf(b.sharpness) / sum;
+                for &(j, n) in self.ranked[c as usize]
+                    .iter()
+                    .filter(|(j, _)| !skip.contains(j))
+                    .take(limit)
+                {
+                    cand.insert(j, ((1.0 - b.popular) * p_c * f64::from(n) / total, n));
+                }
+            }
+        }
+        if b.popular > 0.0 {
+            for &(j, n) in popularity
+                .ranked
+                .iter()
+                .filter(|(j, _)| !skip.contains(j))
+                .take(limit)
+            {
+                cand.entry(j).or_insert((0.0, n));
+            }
+        }
+        let all = self.all.max(1) as f64;
+        cand.into_iter()
+            .map(|(j, (part, n))| (j, part + b.popular * f64::from(n) / all))
+            .collect()
+    }
+}
+
+/// Item-item similarity blended with category affinity:
+/// `score(j) = (1 − β)·ii(j)/max ii + β·aff(j)/max aff`, each part scaled
+/// to its best candidate so β means the same whatever the data's scale.
+/// `β = 0` is plain item-item; choose the [`Blend`] on a validation window
+/// ([`HybridModel::recommend_with`] takes any blend for that).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HybridModel {
+    /// Companions: item-to-item neighbours, and the popularity fallback.
+    pub item_item: ItemItemModel,
+    /// Taste: category affinity (None when no item has a category).
+    pub affinity: Option<CategoryAffinity>,
+    /// How the parts are mixed.
+    pub blend: Blend,
+}
+
+impl HybridModel {
+    /// Fits both parts from the same baskets; `categories[i]` is item `i`'s
+    /// category.
+    pub fn fit(
+        baskets: &[Vec<ItemId>],
+        categories: &[Option<u32>],
+        config: &ItemItemConfig,
+        blend: Blend,
+    ) -> Result<Self> {
+        let item_item = ItemItemModel::fit(baskets, config)?;
+        let affinity = CategoryAffinity::fit(categories, &item_item.popularity).ok();
+        Ok(HybridModel {
+            item_item,
+            affinity,
+            blend: blend.clamped(),
+        })
+    }
+
+    /// Up to `k` items with the model's own blend; see
+    /// [`HybridModel::recommend_with`].
+    pub fn recommend(
+        &self,
+        seeds: &[(ItemId, f64)],
+        exclude: &HashSet<ItemId>,
+        k: usize,
+    ) -> Vec<Recommendation> {
+        self.recommend_with(&self.blend, seeds, exclude, k)
+    }
+
+    /// Up to `k` items for the seeds with `blend`: never a seed, never in
+    /// `exclude`; ranked by blended score, then id; popular items fill the
+    /// rest. A candidate that only category affinity proposes is reported
+    /// as [`Source::Similar`] too (it is similar in taste).
+    pub fn recommend_with(
+        &self,
+        blend: &Blend,
+        seeds: &[(ItemId, f64)],
+        exclude: &HashSet<ItemId>,
+        k: usize,
+    ) -> Vec<Recommendation> {
+        let blend = blend.clamped();
+        let beta = blend.affinity;
+        let affinity = match &self.affinity {
+            Some(a) if beta > 0.0 => a,
+            _ => return self.item_item.recommend(seeds, exclude, k),
+        };
+        let seed_set: HashSet<ItemId> = seeds.iter().map(|&(i, _)| i).collect();
+        let mut scores = if beta < 1.0 {
+            self.item_item.similar(seeds, exclude, &seed_set)
+        } else {
+            HashMap::new()
+        };
+        let ii_max = scores.values().copied().fold(0.0, f64::max);
+        for s in scores.values_mut() {
+            *s *= if ii_max > 0.0 {
+                (1.0 - beta) / ii_max
+            } else {
+                0.0
+            };
+        }
+        let mut skip: HashSet<ItemId> = exclude.union(&seed_set).copied().collect();
+        let aff = if seed_set.is_empty() {
+            HashMap::new()
+        } else {
+            affinity.scores(
+                seeds,
+                &skip,
+                k.saturating_mul(4).max(k),
+                &blend,
+                &self.item_item.popularity,
+            )
+        };
+        let aff_max = aff.values().copied().fold(0.0, f64::max);
+        if aff_max > 0.0 {
+            for (j, s) in aff {
+                *scores.entry(j).or_insert(0.0) += beta * s / aff_max;
+            }
+        }
+        let mut ranked: Vec<(ItemId, f64)> = scores.into_iter().filter(|&(_, s)| s > 0.0).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        let mut out: Vec<Recommendation> = ranked
+            .into_iter()
+            .map(|(item, score)| Recommendation {
+                item,
+                score,
+                source: Source::Similar,
+            })
+            .collect();
+        if out.len() < k {
+            skip.extend(out.iter().map(|r| r.item));
+            let fill = self.item_item.popularity.recommend(&skip, k - out.len());
             out.extend(fill);
         }
         out

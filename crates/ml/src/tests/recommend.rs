@@ -199,3 +199,153 @@ fn recommend_falls_back_to_popularity_and_respects_exclusions() {
     let second = ranking_metrics(&[vec![8, 7]], &[vec![7]], 10).unwrap();
     assert!((second.ndcg - 1.0 / 3f64.log2()).abs() < 1e-12);
 }
+
+/// Users with a favourite category who buy one item at a time, each by
+/// popularity within the category 80% of the time (anything popular
+/// otherwise): taste with no companions, which item-item learns poorly and
+/// category affinity learns well.
+fn planted_taste(users: usize, seed: u64) -> (Vec<Vec<ItemId>>, Vec<Option<u32>>) {
+    const PER_CATEGORY: u64 = 60;
+    let mut rng = Rng::new(seed ^ 0x7a57e);
+    let n_items = GROUPS * PER_CATEGORY;
+    let categories: Vec<Option<u32>> = (0..n_items)
+        .map(|i| Some((i / PER_CATEGORY) as u32))
+        .collect();
+    let zipf = |rng: &mut Rng, n: u64| -> u64 {
+        // rank r with weight 1/(r+1)
+        let total: f64 = (0..n).map(|r| 1.0 / (r as f64 + 1.0)).sum();
+        let mut t = rng.next_f64() * total;
+        for r in 0..n {
+            t -= 1.0 / (r as f64 + 1.0);
+            if t < 0.0 {
+                return r;
+            }
+        }
+        n - 1
+    };
+    let users = (0..users)
+        .map(|_| {
+            let fav = rng.below(GROUPS as usize) as u64;
+            let n = 3 + rng.below(4);
+            let mut bought = Vec::new();
+            while bought.len() < n {
+                let item = if rng.next_f64() < 0.8 {
+                    fav * PER_CATEGORY + zipf(&mut rng, PER_CATEGORY)
+                } else {
+                    zipf(&mut rng, n_items)
+                };
+                if !bought.contains(&item) {
+                    bought.push(item);
+                }
+            }
+            bought
+        })
+        .collect();
+    (users, categories)
+}
+
+#[test]
+fn category_affinity_learns_taste_that_item_item_misses() {
+    let (train, categories) = planted_taste(3000, 5);
+    // one-item baskets (no co-purchases) plus each user's history as a basket
+    let mut baskets: Vec<Vec<ItemId>> = train.iter().flatten().map(|&i| vec![i]).collect();
+    baskets.extend(train.iter().cloned());
+    let (test, _) = planted_taste(800, 6);
+    let (histories, held): (Vec<Vec<ItemId>>, Vec<Vec<ItemId>>) = test
+        .iter()
+        .map(|b| (b[..b.len() - 1].to_vec(), vec![b[b.len() - 1]]))
+        .unzip();
+    let model = HybridModel::fit(
+        &baskets,
+        &categories,
+        &ItemItemConfig::default(),
+        Blend::default(),
+    )
+    .unwrap();
+    let affinity = model.affinity.as_ref().expect("categories known");
+    assert_eq!(affinity.ranked.len(), GROUPS as usize);
+    let eval = |beta: f64| {
+        let lists: Vec<Vec<ItemId>> = histories
+            .iter()
+            .map(|h| {
+                let exclude: HashSet<ItemId> = h.iter().copied().collect();
+                let seeds: Vec<(ItemId, f64)> = h.iter().map(|&i| (i, 1.0)).collect();
+                let blend = Blend {
+                    affinity: beta,
+                    ..Blend::default()
+                };
+                let recs = model.recommend_with(&blend, &seeds, &exclude, 10);
+                assert_eq!(recs.len(), 10, "filled to k");
+                assert!(recs.iter().all(|r| !exclude.contains(&r.item)));
+                let unique: HashSet<ItemId> = recs.iter().map(|r| r.item).collect();
+                assert_eq!(unique.len(), 10, "no item twice");
+                recs.iter().map(|r| r.item).collect()
+            })
+            .collect();
+        ranking_metrics(&lists, &held, 10).unwrap()
+    };
+    let pop_lists: Vec<Vec<ItemId>> = histories
+        .iter()
+        .map(|h| {
+            let exclude: HashSet<ItemId> = h.iter().copied().collect();
+            let recs = model.item_item.popularity.recommend(&exclude, 10);
+            recs.iter().map(|r| r.item).collect()
+        })
+        .collect();
+    let pop = ranking_metrics(&pop_lists, &held, 10).unwrap();
+    let (ii, half, aff) = (eval(0.0), eval(0.5), eval(1.0));
+    eprintln!(
+        "hit-rate@10: popularity {:.3}, item-item {:.3}, blend 0.5 {:.3}, affinity {:.3}",
+        pop.hit_rate, ii.hit_rate, half.hit_rate, aff.hit_rate
+    );
+    assert!(aff.hit_rate >= 2.0 * pop.hit_rate, "{aff:?} vs {pop:?}");
+    assert!(aff.hit_rate > ii.hit_rate, "{aff:?} vs {ii:?}");
+    assert!(half.hit_rate > ii.hit_rate, "{half:?} vs {ii:?}");
+    // β = 0 is exactly item-item
+    let seeds = [(histories[0][0], 1.0)];
+    let plain = Blend {
+        affinity: 0.0,
+        ..Blend::default()
+    };
+    assert_eq!(
+        model.recommend_with(&plain, &seeds, &HashSet::new(), 10),
+        model.item_item.recommend(&seeds, &HashSet::new(), 10)
+    );
+    // out-of-range blends are brought into range, never NaN scores
+    let wild = Blend {
+        affinity: f64::NAN,
+        sharpness: f64::INFINITY,
+        popular: -3.0,
+    };
+    assert_eq!(
+        wild.clamped(),
+        Blend {
+            affinity: 0.0,
+            sharpness: 8.0,
+            popular: 0.0
+        }
+    );
+    let pure = Blend {
+        affinity: 1.0,
+        sharpness: 8.0,
+        popular: 0.0,
+    };
+    let recs = model.recommend_with(&pure, &seeds, &HashSet::new(), 10);
+    assert!(recs.iter().all(|r| r.score.is_finite() && r.score > 0.0));
+    // no categories at all: no affinity part, and β is then ignored
+    let none = HybridModel::fit(
+        &baskets,
+        &vec![None; categories.len()],
+        &ItemItemConfig::default(),
+        pure,
+    )
+    .unwrap();
+    assert!(none.affinity.is_none());
+    assert_eq!(none.recommend(&seeds, &HashSet::new(), 10).len(), 10);
+    let back: HybridModel = from_json(&to_json(&model).unwrap()).unwrap();
+    let items = |m: &HybridModel| -> Vec<ItemId> {
+        let recs = m.recommend(&seeds, &HashSet::new(), 10);
+        recs.iter().map(|r| r.item).collect()
+    };
+    assert_eq!(items(&back), items(&model));
+}
