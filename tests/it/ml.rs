@@ -81,11 +81,16 @@ async fn models_beat_their_baselines_and_score_every_customer() {
     // recommendations: the next purchase is found more often than by popularity
     let recs = by_kind(Kind::Recs);
     let (hit, pop) = (metric(recs, "hit_rate"), metric(recs, "baseline_hit_rate"));
+    // (2× is above what this data allows: even knowing each customer's
+    // favourite category from all their purchases reaches 1.87×; docs/ml.md)
     assert!(
-        hit > 1.3 * pop,
+        hit > 1.5 * pop,
         "hit-rate@10 {hit:.3} vs popularity {pop:.3}"
     );
-    assert!(metric(recs, "ndcg") > metric(recs, "baseline_ndcg"));
+    assert!(metric(recs, "ndcg") > 1.5 * metric(recs, "baseline_ndcg"));
+    // the category-aware blend, chosen on the window before the test,
+    // beats item-to-item alone on the test
+    assert!(hit > metric(recs, "item_item_hit_rate"), "{}", recs.metrics);
     // a customer is never recommended what they bought
     let bought_again = query(
         &fx.engine(),
@@ -171,6 +176,7 @@ async fn models_beat_their_baselines_and_score_every_customer() {
         b"",
     )
     .unwrap();
+    recommendations_are_served_in_real_time(&fx, s.addr, &bearer).await;
     s.stop().await;
     assert_eq!(page.status, 200);
     let html = String::from_utf8(page.body).unwrap();
@@ -180,6 +186,164 @@ async fn models_beat_their_baselines_and_score_every_customer() {
         16,
         "a header and 15 customers"
     );
+}
+
+/// `GET /api/recommendations` against the model just trained, with live
+/// events sent to the collector of the same server.
+async fn recommendations_are_served_in_real_time(
+    fx: &Fixture,
+    addr: std::net::SocketAddr,
+    bearer: &str,
+) {
+    use crate::collect::{KEY, http};
+    let get = |path: &str, auth: bool| {
+        let headers: &[(&str, &str)] = if auth {
+            &[("Authorization", bearer)]
+        } else {
+            &[]
+        };
+        let r = http(addr, "GET", path, headers, b"").unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        (r.status, body)
+    };
+    let items = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["product_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // the model loads in the background: wait for it
+    let t0 = std::time::Instant::now();
+    let (status, _) = loop {
+        let r = get("/api/recommendations?product_id=x", true);
+        if r.0 != 503 || t0.elapsed() > std::time::Duration::from_secs(20) {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 200);
+    assert_eq!(get("/api/recommendations?product_id=x", false).0, 401);
+    let (status, body) = get("/api/recommendations", true);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("customer_id"));
+    assert_eq!(get("/api/recommendations?product_id=x&k=0", true).0, 400);
+    assert_eq!(get("/api/recommendations?product_id=x&k=101", true).0, 400);
+
+    // a customer: k items, none they bought, from the model in use
+    let buyer = query(
+        &fx.engine(),
+        "SELECT customer_id, count(DISTINCT product_id) AS n FROM curated.order_lines \
+         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+    )
+    .await;
+    let customer = buyer.row(0).str("customer_id").to_string();
+    let bought: std::collections::BTreeSet<String> = query(
+        &fx.engine(),
+        &format!(
+            "SELECT DISTINCT product_id FROM curated.order_lines WHERE customer_id = '{customer}'"
+        ),
+    )
+    .await
+    .iter()
+    .map(|r| r.str("product_id").to_string())
+    .collect();
+    let (status, body) = get(
+        &format!("/api/recommendations?customer_id={customer}&k=7"),
+        true,
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = items(&body);
+    assert_eq!(got.len(), 7);
+    assert!(
+        got.iter().all(|p| !bought.contains(p)),
+        "{got:?} {bought:?}"
+    );
+    assert_eq!(body["context"]["customer_known"], true);
+    assert_eq!(body["context"]["history_items"], bought.len());
+    assert_eq!(body["model_version"], 1);
+    // the customer's list agrees with the table the training wrote
+    let table: Vec<String> = query(
+        &fx.engine(),
+        &format!(
+            "SELECT product_id FROM curated.product_recommendations \
+             WHERE kind = 'customer' AND key = '{customer}' ORDER BY rank LIMIT 7"
+        ),
+    )
+    .await
+    .iter()
+    .map(|r| r.str("product_id").to_string())
+    .collect();
+    assert_eq!(got, table);
+
+    // a product page: similar products, never the product itself
+    let product = bought.iter().next().unwrap().clone();
+    let (_, by_product) = get(&format!("/api/recommendations?product_id={product}"), true);
+    let similar = items(&by_product);
+    assert_eq!(similar.len(), 10);
+    assert!(!similar.contains(&product));
+    assert_eq!(by_product["items"][0]["source"], "similar");
+    assert_eq!(by_product["context"]["product_known"], true);
+
+    // a new session: popular products, until it views one; then within
+    // moments its list follows what it viewed
+    let (_, cold) = get("/api/recommendations?session_id=live-1", true);
+    assert_eq!(cold["context"]["live_events"], 0);
+    assert!(
+        cold["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["source"] == "popular")
+    );
+    let view = format!(
+        r#"{{"writeKey":"{KEY}","event":"Product Viewed","messageId":"rec-view-1","anonymousId":"anon-live","context":{{"sessionId":"live-1"}},"properties":{{"product_id":"{product}"}}}}"#
+    );
+    let r = http(
+        addr,
+        "POST",
+        "/v1/track",
+        &[("Content-Type", "application/json")],
+        view.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let (_, warm) = get("/api/recommendations?session_id=live-1", true);
+    assert_eq!(warm["context"]["live_events"], 1);
+    assert_eq!(items(&warm), similar, "one viewed product: its neighbours");
+
+    // the customer buys a recommended product now: it is not shown again
+    let next = got[0].clone();
+    let buy = format!(
+        r#"{{"writeKey":"{KEY}","event":"Order Completed","messageId":"rec-buy-1","userId":"{customer}","context":{{"sessionId":"live-2"}},"properties":{{"order_id":"live-o1","total":10,"currency":"USD","products":[{{"product_id":"{next}","price":10,"quantity":1}}]}}}}"#
+    );
+    let r = http(
+        addr,
+        "POST",
+        "/v1/track",
+        &[("Content-Type", "application/json")],
+        buy.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let (_, after) = get(
+        &format!("/api/recommendations?customer_id={customer}&k=7"),
+        true,
+    );
+    assert_eq!(after["context"]["live_events"], 1);
+    assert!(!items(&after).contains(&next), "{after}");
+
+    // every request was timed for /metrics
+    let m = http(addr, "GET", "/metrics", &[], b"").unwrap();
+    let text = String::from_utf8(m.body).unwrap();
+    let count: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("shoplake_recommendation_seconds_count "))
+        .expect("a recommendation latency histogram")
+        .parse()
+        .unwrap();
+    assert!(count >= 10.0, "{count}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,6 +260,10 @@ struct Data {
     reviews: HashMap<u32, Vec<(i32, f64)>>,
     /// Products viewed together in a session, with the session's day.
     views: Vec<(i32, Vec<u64>)>,
+    /// Category of each product (by product number), when known.
+    categories: Vec<Option<u32>>,
+    /// Category names by category number.
+    category_names: Vec<String>,
     first_day: i32,
     last_day: i32,
 }
@@ -279,7 +283,8 @@ async fn load(engine: &QueryEngine, with_views: bool) -> Result<Data> {
     let lines = engine
         .run_internal(
             "SELECT customer_id, basket_id, product_id, date, CAST(net_amount AS DOUBLE) AS value, \
-             CASE WHEN is_returned THEN 1 ELSE 0 END AS returned FROM curated.order_lines",
+             CASE WHEN is_returned THEN 1 ELSE 0 END AS returned, \
+             coalesce(category, '') AS category FROM curated.order_lines",
         )
         .await?;
     let (cust, basket, prod, day, value, ret) = (
@@ -290,11 +295,19 @@ async fn load(engine: &QueryEngine, with_views: bool) -> Result<Data> {
         floats(&lines, "value")?,
         ints(&lines, "returned")?,
     );
+    let category = strings(&lines, "category")?;
     let (mut cmap, mut pmap) = (HashMap::new(), HashMap::new());
+    // product number → category name, before renumbering
+    let mut product_category: HashMap<u32, String> = HashMap::new();
     let mut bmap: HashMap<(u32, String), usize> = HashMap::new();
     for i in 0..cust.len() {
         let c = intern(&mut cmap, &mut d.customers, &cust[i]);
         let p = intern(&mut pmap, &mut d.products, &prod[i]);
+        if !category[i].is_empty() {
+            product_category
+                .entry(p)
+                .or_insert_with(|| category[i].clone());
+        }
         let at = *bmap.entry((c, basket[i].clone())).or_insert_with(|| {
             d.baskets.push(Basket {
                 customer: c,
@@ -400,6 +413,15 @@ async fn load(engine: &QueryEngine, with_views: bool) -> Result<Data> {
         }
     }
     let prod_rank = renumber(&mut d.products);
+    let mut names: Vec<String> = product_category.values().cloned().collect();
+    names.sort();
+    names.dedup();
+    d.categories = vec![None; d.products.len()];
+    for (old, name) in &product_category {
+        let c = names.binary_search(name).expect("collected above") as u32;
+        d.categories[prod_rank[*old as usize] as usize] = Some(c);
+    }
+    d.category_names = names;
     let map = |ps: &mut Vec<u64>| {
         for p in ps.iter_mut() {
             *p = u64::from(prod_rank[*p as usize]);
@@ -506,11 +528,13 @@ pub fn summary(m: &ModelMeta) -> String {
             f("top_decile_precision")
         ),
         Kind::Recs => format!(
-            "hit-rate@10 {:.3} vs popularity {:.3}; NDCG@10 {:.3} vs {:.3}",
+            "hit-rate@10 {:.3} vs popularity {:.3} ({:.2}×); NDCG@10 {:.3} vs {:.3}; item-item alone {:.3}",
             f("hit_rate"),
             f("baseline_hit_rate"),
+            f("hit_rate") / f("baseline_hit_rate"),
             f("ndcg"),
-            f("baseline_ndcg")
+            f("baseline_ndcg"),
+            f("item_item_hit_rate")
         ),
         Kind::Ltv => format!(
             "held-out spend MAE {:.2} vs past rate {:.2}",
@@ -941,8 +965,30 @@ fn churn(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
 
 // ---------------------------------------------------------------- recs
 
-/// Days at the end held out to evaluate recommendations.
+/// Days at the end held out to evaluate recommendations; the window before
+/// them chooses the blend.
 const RECS_TEST_DAYS: i32 = 14;
+
+/// Blends tried on the validation window: every β (affinity weight) ×
+/// γ (sharpness) × μ (popular mix); γ and μ only matter when β > 0.
+fn recs_blends() -> Vec<ml::Blend> {
+    let mut out = vec![ml::Blend {
+        affinity: 0.0,
+        ..ml::Blend::default()
+    }];
+    for affinity in [0.25, 0.5, 0.75, 1.0] {
+        for sharpness in [1.0, 3.0] {
+            for popular in [0.0, 0.5] {
+                out.push(ml::Blend {
+                    affinity,
+                    sharpness,
+                    popular,
+                });
+            }
+        }
+    }
+    out
+}
 
 /// Item-to-item settings: shrunk cosine (it beat lift and P(j | i) on the
 /// generated data's next purchases).
@@ -950,16 +996,24 @@ fn recs_config() -> ml::ItemItemConfig {
     ml::ItemItemConfig::default()
 }
 
-/// The recommender as saved: item-to-item neighbours over product ids.
+/// The recommender as saved: a hybrid of item-to-item neighbours and
+/// category affinity over product numbers, and each customer's purchase
+/// history (the seeds of their recommendations).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RecsModel {
     /// Product ids by item number.
     pub products: Vec<String>,
+    /// Category names by category number.
+    #[serde(default)]
+    pub categories: Vec<String>,
     /// The fitted model (items are indexes into `products`).
-    pub model: ml::ItemItemModel,
+    pub model: ml::HybridModel,
+    /// Each customer's products (item, weight by recency), for serving.
+    #[serde(default)]
+    pub customers: BTreeMap<String, Vec<(u64, f64)>>,
 }
 
-fn recs_fit(d: &Data, until: i32) -> Result<ml::ItemItemModel> {
+fn recs_fit(d: &Data, until: i32, blend: ml::Blend) -> Result<ml::HybridModel> {
     let mut baskets: Vec<Vec<u64>> = d
         .baskets
         .iter()
@@ -979,7 +1033,7 @@ fn recs_fit(d: &Data, until: i32) -> Result<ml::ItemItemModel> {
             .map(|h| h.into_iter().map(|(p, _)| p).collect::<Vec<u64>>())
             .filter(|h| h.len() > 1),
     );
-    ml::ItemItemModel::fit(&baskets, &recs_config()).map_err(ml_err("recs"))
+    ml::HybridModel::fit(&baskets, &d.categories, &recs_config(), blend).map_err(ml_err("recs"))
 }
 
 /// Each customer's products before `until`, most recent first, weighted by
@@ -1003,25 +1057,25 @@ fn histories(d: &Data, until: i32) -> BTreeMap<u32, Vec<(u64, f64)>> {
         .collect()
 }
 
-fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
-    let k = c.recommendations;
-    let split = d.last_day + 1 - RECS_TEST_DAYS;
-    if split <= d.first_day {
-        return Err(JobError::Invalid(format!(
-            "recs: {} days of purchases; the evaluation holds out the last {RECS_TEST_DAYS}",
-            d.last_day - d.first_day + 1
-        )));
-    }
-    let model = recs_fit(d, split)?;
-    let past = histories(d, split);
-    // what each customer bought next: their first basket after the split
+/// The offline evaluation of recommendations made on day `from` for what
+/// each customer bought first in `[from, to)` that they had not bought
+/// before: (model at each blend, popularity), hit-rate@10 and NDCG@10.
+fn recs_evaluate(
+    d: &Data,
+    model: &ml::HybridModel,
+    from: i32,
+    to: i32,
+    blends: &[ml::Blend],
+) -> Result<(Vec<ml::RankingMetrics>, ml::RankingMetrics)> {
+    let past = histories(d, from);
     let mut future: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
-    for b in d.baskets.iter().filter(|b| b.day >= split) {
+    for b in d.baskets.iter().filter(|b| b.day >= from && b.day < to) {
         future
             .entry(b.customer)
             .or_insert_with(|| b.products.iter().copied().collect());
     }
-    let (mut got, mut got_pop, mut relevant) = (Vec::new(), Vec::new(), Vec::new());
+    let mut got: Vec<Vec<Vec<u64>>> = vec![Vec::new(); blends.len()];
+    let (mut got_pop, mut relevant) = (Vec::new(), Vec::new());
     for (cust, items) in &future {
         let seeds = past.get(cust).cloned().unwrap_or_default();
         let bought: HashSet<u64> = seeds.iter().map(|(p, _)| *p).collect();
@@ -1033,28 +1087,67 @@ fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
         if new.is_empty() {
             continue;
         }
-        got.push(
-            model
-                .recommend(&seeds, &bought, 10)
-                .into_iter()
-                .map(|r| r.item)
-                .collect(),
-        );
-        got_pop.push(
-            model
-                .popularity
-                .recommend(&bought, 10)
-                .into_iter()
-                .map(|r| r.item)
-                .collect(),
-        );
+        for (i, blend) in blends.iter().enumerate() {
+            let list = model.recommend_with(blend, &seeds, &bought, 10);
+            got[i].push(list.into_iter().map(|r| r.item).collect());
+        }
+        let pop = model.item_item.popularity.recommend(&bought, 10);
+        got_pop.push(pop.into_iter().map(|r| r.item).collect());
         relevant.push(new);
     }
-    let eval = ml::ranking_metrics(&got, &relevant, 10).map_err(ml_err("recs"))?;
+    let metrics = got
+        .iter()
+        .map(|g| ml::ranking_metrics(g, &relevant, 10).map_err(ml_err("recs")))
+        .collect::<Result<Vec<_>>>()?;
     let base = ml::ranking_metrics(&got_pop, &relevant, 10).map_err(ml_err("recs"))?;
+    Ok((metrics, base))
+}
+
+fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
+    let k = c.recommendations;
+    let split = d.last_day + 1 - RECS_TEST_DAYS;
+    if split <= d.first_day {
+        return Err(JobError::Invalid(format!(
+            "recs: {} days of purchases; the evaluation holds out the last {RECS_TEST_DAYS}",
+            d.last_day - d.first_day + 1
+        )));
+    }
+    // choose the blend on the window before the test days, never on them
+    let validate = split - RECS_TEST_DAYS;
+    let (blend, validation) = if validate - d.first_day >= RECS_TEST_DAYS {
+        let blends = recs_blends();
+        let model = recs_fit(d, validate, ml::Blend::default())?;
+        let (m, _) = recs_evaluate(d, &model, validate, split, &blends)?;
+        // the best hit rate + NDCG; ties go to the simpler (earlier) blend
+        let best = (0..m.len())
+            .max_by(|&a, &b| {
+                (m[a].hit_rate + m[a].ndcg)
+                    .total_cmp(&(m[b].hit_rate + m[b].ndcg))
+                    .then(b.cmp(&a))
+            })
+            .expect("blends");
+        let tried: Vec<serde_json::Value> = blends
+            .iter()
+            .zip(&m)
+            .map(|(b, r)| {
+                serde_json::json!({"affinity": b.affinity, "sharpness": b.sharpness,
+                    "popular": b.popular, "hit_rate": r.hit_rate, "ndcg": r.ndcg})
+            })
+            .collect();
+        (blends[best], serde_json::Value::Array(tried))
+    } else {
+        (ml::Blend::default(), serde_json::Value::Null)
+    };
+    let model = recs_fit(d, split, blend)?;
+    let plain = ml::Blend {
+        affinity: 0.0,
+        ..blend
+    };
+    let (m, base) = recs_evaluate(d, &model, split, d.last_day + 1, &[blend, plain])?;
+    let (eval, item_item) = (m[0], m[1]);
 
     // the model in use learns from everything
-    let model = recs_fit(d, d.last_day + 1)?;
+    let model = recs_fit(d, d.last_day + 1, blend)?;
     let mut kind = StringBuilder::new();
     let mut key = StringBuilder::new();
     let mut rank = Int32Builder::new();
@@ -1083,6 +1176,7 @@ fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
         let list = model.recommend(&[(p, 1.0)], &HashSet::new(), k);
         push("product", &d.products[p as usize], list);
     }
+    let mut customers = BTreeMap::new();
     for (cust, seeds) in histories(d, d.last_day + 1) {
         let bought: HashSet<u64> = seeds.iter().map(|(p, _)| *p).collect();
         push(
@@ -1090,6 +1184,7 @@ fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
             &d.customers[cust as usize],
             model.recommend(&seeds, &bought, k),
         );
+        customers.insert(d.customers[cust as usize].clone(), seeds);
     }
     let n = kind.len();
     let batch = RecordBatch::try_new(
@@ -1119,15 +1214,26 @@ fn recs(d: &Data, c: &shoplake_core::config::MlConfig) -> Fitted {
         "baseline_hit_rate": base.hit_rate,
         "baseline_ndcg": base.ndcg,
         "baseline": "most bought products",
+        "item_item_hit_rate": item_item.hit_rate,
+        "item_item_ndcg": item_item.ndcg,
+        "blend": blend,
+        "validation_from": time::format_date(validate),
+        "validation": validation,
         "k": 10,
         "test_customers": eval.cases,
         "test_from": time::format_date(split),
-        "products": model.neighbours.len(),
+        "products": model.item_item.neighbours.len(),
     });
-    m.params = serde_json::json!({"item_item": recs_config(), "test_days": RECS_TEST_DAYS});
+    m.params = serde_json::json!({
+        "item_item": recs_config(),
+        "test_days": RECS_TEST_DAYS,
+        "blends_tried": recs_blends().len(),
+    });
     let saved = RecsModel {
         products: d.products.clone(),
+        categories: d.category_names.clone(),
         model,
+        customers,
     };
     let json = ml::to_json(&saved).map_err(ml_err("recs"))?;
     Ok((m, json, batch))
