@@ -31,6 +31,7 @@ pub mod keys;
 pub mod metrics;
 pub mod orders;
 pub mod record;
+mod recs;
 mod routes;
 pub mod sink;
 
@@ -101,6 +102,8 @@ pub(crate) struct App {
     pub(crate) ready: AtomicBool,
     pub(crate) max_request: usize,
     pub(crate) trust_forwarded_for: bool,
+    /// Latest product events per session and user, for recommendations.
+    pub(crate) activity: Arc<recs::Activity>,
 }
 
 /// Runs the server on `listener` until `shutdown` resolves, then stops taking
@@ -179,6 +182,7 @@ pub async fn serve(
         ready: AtomicBool::new(true),
         max_request: srv.max_request_kb * 1024,
         trust_forwarded_for: srv.trust_forwarded_for,
+        activity: Arc::new(recs::Activity::new(cfg.ml.live_sessions)),
     });
     let reload = tokio::spawn(reload_keys(app.clone(), opts.data_dir.clone(), fixed));
 
@@ -240,7 +244,15 @@ pub async fn serve(
         store: order_store.clone(),
         changed,
     });
+    let recs_state = Arc::new(recs::Recs {
+        api: api.clone(),
+        activity: app.activity.clone(),
+        model: std::sync::RwLock::new(None),
+        metrics: app.metrics.clone(),
+    });
+    let recs_loader = tokio::spawn(recs_state.clone().keep_loaded());
     let router = routes::router(app.clone())
+        .merge(recs::router(recs_state))
         .merge(api::router(api.clone()))
         .merge(admin::router(api.clone()))
         .merge(orders::router(orders_state))
@@ -252,6 +264,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     reload.abort();
+    recs_loader.abort();
     if let Some(t) = oidc_refresh {
         t.abort();
     }

@@ -139,6 +139,8 @@ pub struct Metrics {
     pub append_seconds: Histogram,
     /// Sink commit latency (all tables of one micro-batch).
     pub commit_seconds: Histogram,
+    /// `GET /api/recommendations` latency (authentication included).
+    pub recs_seconds: Histogram,
     /// Events committed to the lake.
     pub committed: AtomicU64,
     /// Client retries dropped by `event_id`.
@@ -158,6 +160,7 @@ impl Default for Metrics {
             request_seconds: Histogram::new(LATENCY_BOUNDS),
             append_seconds: Histogram::new(LATENCY_BOUNDS),
             commit_seconds: Histogram::new(LATENCY_BOUNDS),
+            recs_seconds: Histogram::new(LATENCY_BOUNDS),
             committed: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
@@ -227,6 +230,9 @@ impl Metrics {
         o.push_str("# HELP shoplake_wal_append_seconds Event-log append latency (write and fsync of a group).\n# TYPE shoplake_wal_append_seconds histogram\n");
         self.append_seconds
             .render(&mut o, "shoplake_wal_append_seconds", "");
+        o.push_str("# HELP shoplake_recommendation_seconds Latency of GET /api/recommendations.\n# TYPE shoplake_recommendation_seconds histogram\n");
+        self.recs_seconds
+            .render(&mut o, "shoplake_recommendation_seconds", "");
         let gauges = [
             (
                 "shoplake_wal_bytes",

@@ -394,6 +394,7 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
     app.metrics
         .append_seconds
         .observe_micros(t_append.elapsed().as_micros() as u64);
+    app.activity.record(&decoded.events);
     let pi = protocol_index(record_protocol);
     app.metrics.accepted[pi].fetch_add(accepted as u64, Relaxed);
     if rejected > 0 {
