@@ -1026,6 +1026,28 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
     )
     .await?;
     let _ = summary;
+    // the models behind the Customers page and /api/recommendations
+    say(
+        env,
+        "training the models (segments, churn, recommendations, lifetime value)…",
+    );
+    match shoplake_jobs::ml::train(&lake, &env.config, &[]).await {
+        Ok(trained) => {
+            if let FormatArg::Table = a.format {
+                let mut buf = Vec::new();
+                writeln!(buf, "\n== Models  (shoplake ml status)")?;
+                for t in &trained {
+                    writeln!(buf, "{:<9} {}", t.meta.kind.name(), t.summary)?;
+                }
+                out(&buf)?;
+            }
+        }
+        // too little data for a model is not a reason to stop the demo
+        Err(shoplake_jobs::JobError::Invalid(why)) => {
+            say(env, &format!("models not trained: {why}"))
+        }
+        Err(e) => return Err(e.into()),
+    }
     type Headline = (
         &'static str,
         &'static str,
@@ -1159,7 +1181,7 @@ fn spawn_scheduler(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<std::thread::JoinHandle<()>>> {
     use shoplake_jobs::schedule::{
-        self, Cron, LakeRunner, MaintainRunner, ScheduleOptions, SystemClock,
+        self, Cron, LakeRunner, MaintainRunner, MlRunner, ScheduleOptions, SystemClock,
     };
     let p = &env.config.pipeline;
     let cron = match p.schedule.trim() {
@@ -1170,8 +1192,12 @@ fn spawn_scheduler(
         "" => None,
         s => Some(s.parse::<Cron>().context("lake.maintenance_schedule")?),
     };
+    let retrain = match env.config.ml.schedule.trim() {
+        "" => None,
+        s => Some(s.parse::<Cron>().context("ml.schedule")?),
+    };
     let watch = (p.watch_secs > 0).then(|| chrono::Duration::seconds(p.watch_secs as i64));
-    if cron.is_none() && watch.is_none() && maintenance.is_none() {
+    if cron.is_none() && watch.is_none() && maintenance.is_none() && retrain.is_none() {
         return Ok(None);
     }
     let lake = open_lake(env)?;
@@ -1191,6 +1217,16 @@ fn spawn_scheduler(
         resume: false,
         ..opts.clone()
     };
+    let ml_opts = ScheduleOptions {
+        cron: retrain,
+        watch: None,
+        resume: false,
+        ..opts.clone()
+    };
+    let ml = std::sync::Arc::new(MlRunner {
+        lake: lake.clone(),
+        config: env.config.clone(),
+    });
     let maintain = std::sync::Arc::new(MaintainRunner {
         lake: lake.clone(),
         config: env.config.clone(),
@@ -1221,6 +1257,18 @@ fn spawn_scheduler(
                         runner,
                         stop.clone(),
                         progress,
+                    )));
+                }
+                if ml_opts.cron.is_some() {
+                    let retrained = std::sync::Arc::new(
+                        tokio::sync::watch::channel(schedule::Progress::default()).0,
+                    );
+                    tasks.push(tokio::spawn(schedule::run_schedule(
+                        ml_opts,
+                        clock.clone(),
+                        ml,
+                        stop.clone(),
+                        retrained,
                     )));
                 }
                 if maintain_opts.cron.is_some() {

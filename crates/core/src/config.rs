@@ -588,6 +588,11 @@ pub struct MlConfig {
     pub recommendations: usize,
     /// Seed of every random choice (the same data and seed give the same models).
     pub seed: u64,
+    /// When `serve` retrains every model (cron, UTC; empty: never).
+    pub schedule: String,
+    /// Sessions and visitors whose latest product events `serve` keeps for
+    /// real-time recommendations (about 1 KiB each at most).
+    pub live_sessions: usize,
 }
 
 impl Default for MlConfig {
@@ -597,6 +602,8 @@ impl Default for MlConfig {
             ltv_days: 90,
             recommendations: 10,
             seed: 42,
+            schedule: "30 2 * * *".into(),
+            live_sessions: 100_000,
         }
     }
 }

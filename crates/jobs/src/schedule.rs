@@ -447,6 +447,45 @@ impl PipelineRunner for MaintainRunner {
     }
 }
 
+/// Retraining every model as a [`PipelineRunner`] (`ml.schedule` in
+/// `serve`). A lake with no purchases yet is not an error here: the run is
+/// skipped with a log line and tried again at the next time.
+pub struct MlRunner {
+    /// The lake.
+    pub lake: shoplake_lake::Lake,
+    /// The configuration.
+    pub config: shoplake_core::config::Config,
+}
+
+impl PipelineRunner for MlRunner {
+    fn run<'a>(
+        &'a self,
+        trigger: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            match crate::ml::train(&self.lake, &self.config, &[]).await {
+                Ok(done) => {
+                    for t in &done {
+                        tracing::info!(
+                            model = t.meta.kind.name(),
+                            version = t.meta.version,
+                            trigger,
+                            "model retrained: {}",
+                            t.summary
+                        );
+                    }
+                    Ok(())
+                }
+                Err(JobError::Invalid(why)) => {
+                    tracing::warn!(trigger, "models not retrained: {why}");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
