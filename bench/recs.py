@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Latency of real-time recommendations: a generated shop is processed by
+`shoplake pipeline run` and `shoplake ml train recs`; then `shoplake serve`
+(scheduler off) answers GET /api/recommendations for products, customers,
+live sessions (each first sends a product view to the collector) and all
+three together, R requests each over keep-alive connections from this
+machine, with an API token. Reports p50 / p99 / max per kind, at 1 and at 8
+concurrent connections, and writes its section of BENCHMARKS.md."""
+import argparse, http.client, json, os, random, shutil, socket, subprocess, sys, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARK = "<!-- recs: written by bench/recs -->"
+KEY = "bench-write-key-1"
+
+
+def sh(args, **kw):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run_clients(port, token, paths, conns, live):
+    """Each path is requested once, spread over `conns` keep-alive
+    connections; returns the latencies in ms. With `live`, each request is
+    preceded (untimed) by a product view of its session sent to the
+    collector on the same connection."""
+    hdr = {"Authorization": f"Bearer {token}"}
+    out, errors = [], []
+    lock = threading.Lock()
+
+    def worker(part):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for path, view in part:
+            if live and view is not None:
+                c.request("POST", "/v1/track", body=view, headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    errors.append(f"track: HTTP {r.status}")
+            t = time.perf_counter()
+            c.request("GET", path, headers=hdr)
+            r = c.getresponse()
+            body = r.read()
+            mine.append((time.perf_counter() - t) * 1000)
+            if r.status != 200:
+                errors.append(f"{path}: HTTP {r.status}: {body[:200]!r}")
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(paths[i::conns],)) for i in range(conns)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        sys.exit(f"{len(errors)} errors, first: {errors[0]}")
+    return out, len(out) / wall
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--customers", type=int, default=5000)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--out", default="/tmp/shoplake-bench-recs")
+    a = ap.parse_args()
+    n = a.customers
+    sizes = {"customers": n, "transactions": n * 10, "clickstream": n * 200,
+             "products": max(500, min(5000, n // 5)), "reviews": n * 2, "days": 90}
+    shutil.rmtree(a.out, ignore_errors=True)
+    args = [a.bin, "--data", a.out, "-q", "generate"]
+    for k, v in sizes.items():
+        args += [f"--{k}", str(v)]
+    t0 = time.monotonic()
+    sh(args)
+    sh([a.bin, "--data", a.out, "-q", "pipeline", "run"])
+    t1 = time.monotonic()
+    meta = json.loads(sh([a.bin, "--data", a.out, "-q", "ml", "train", "recs", "--format", "json"]).stdout)[0]
+    train_s = time.monotonic() - t1
+    model_mb = os.path.getsize(os.path.join(a.out, "models", "recs", f"v{meta['version']}", "model.json")) / 2**20
+    print(f"lake and model ready in {time.monotonic() - t0:.0f} s (training {train_s:.1f} s, model {model_mb:.1f} MiB)",
+          flush=True)
+    token = sh([a.bin, "--data", a.out, "-q", "tokens", "create", "bench", "--role", "viewer"]).stdout.strip()
+    q = lambda sql: json.loads(sh([a.bin, "--data", a.out, "-q", "sql", "--format", "json", sql]).stdout)
+    customers = [r["customer_id"] for r in q("SELECT DISTINCT customer_id FROM curated.order_lines")]
+    products = [r["product_id"] for r in q("SELECT DISTINCT product_id FROM curated.order_lines")]
+    rnd = random.Random(42)
+    port = free_port()
+    env = dict(os.environ, SHOPLAKE_PIPELINE__SCHEDULE="", SHOPLAKE_PIPELINE__WATCH_SECS="0",
+               SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="", SHOPLAKE_ML__SCHEDULE="", CI="true")
+    srv = subprocess.Popen([a.bin, "--data", a.out, "-q", "serve", "--addr", f"127.0.0.1:{port}",
+                            "--write-key", f"bench={KEY}"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = {}
+    try:
+        hdr = {"Authorization": f"Bearer {token}"}
+        for _ in range(600):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", f"/api/recommendations?product_id={products[0]}", headers=hdr)
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            sys.exit("the server never answered with a model")
+
+        def view(session, product, i):
+            return json.dumps({"writeKey": KEY, "event": "Product Viewed", "messageId": f"b-{session}-{i}",
+                               "anonymousId": session, "context": {"sessionId": session},
+                               "properties": {"product_id": product}})
+
+        R = a.requests
+        kinds = {
+            "product": [(f"/api/recommendations?product_id={rnd.choice(products)}", None) for _ in range(R)],
+            "customer": [(f"/api/recommendations?customer_id={rnd.choice(customers)}", None) for _ in range(R)],
+            "session (live)": [(f"/api/recommendations?session_id=bs{i % 500}",
+                                view(f"bs{i % 500}", rnd.choice(products), i)) for i in range(R)],
+            "customer + session + product": [
+                (f"/api/recommendations?customer_id={rnd.choice(customers)}&session_id=bs{i % 500}"
+                 f"&product_id={rnd.choice(products)}", None) for i in range(R)],
+        }
+        for conns in (1, 8):
+            for kind, paths in kinds.items():
+                run_clients(port, token, paths[:50], conns, live=False)  # warm-up
+                lat, rate = run_clients(port, token, paths, conns, live=kind.startswith("session"))
+                r = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "max": max(lat), "rps": rate, "n": len(lat)}
+                results[f"{kind}|{conns}"] = r
+                print(f"{kind:30} conns {conns}: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
+                      f"max {r['max']:.1f} ms  {rate:,.0f} req/s", flush=True)
+        rss = int(next(l.split()[1] for l in open(f"/proc/{srv.pid}/status") if l.startswith("VmRSS")))
+    finally:
+        srv.terminate()
+        srv.wait()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
+    date = time.strftime("%Y-%m-%d")
+    worst = max(r["p99"] for r in results.values())
+    m = meta["metrics"]
+    L = [MARK, "", f"## Recommendations: serving latency ({date})", "",
+         f"`bench/recs`: a generated shop ({sizes['customers']:,} customers, {sizes['products']:,} products, "
+         f"{sizes['transactions']:,} transactions, {sizes['clickstream']:,} clickstream events, 90 days) processed by "
+         f"`shoplake pipeline run`; `shoplake ml train recs` took {train_s:.1f} s and saved a {model_mb:.1f} MiB model "
+         f"(hit-rate@10 {m['hit_rate']:.3f} vs popularity {m['baseline_hit_rate']:.3f}). Then `shoplake serve` "
+         f"(release, schedulers off) answered {a.requests:,} `GET /api/recommendations` of each kind with random "
+         f"customers and products, over 1 and over 8 keep-alive connections from a Python client on the same machine, "
+         f"with a viewer API token, after 50 warm-up requests. For live sessions, each request follows (untimed) a "
+         f"`Product Viewed` event of its session sent to the collector; 500 sessions. Time is from the request to "
+         f"the last byte, as the client sees it ({cpu}, {os.cpu_count()} cores; commit {commit}). Server RSS at the "
+         f"end: {rss / 1024:.0f} MiB.", "",
+         "| request | connections | p50 | p99 | max | requests/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key, r in results.items():
+        kind, conns = key.split("|")
+        L.append(f"| {kind} | {conns} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['max']:.1f} ms | {r['rps']:,.0f} |")
+    L += ["", f"Worst p99: {worst:.2f} ms (target ≤ 10 ms: **{'met' if worst <= 10 else 'not met'}**).", ""]
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    if MARK in text:
+        before, after = text.split(MARK, 1)
+        nxt = after.find("\n<!-- ")
+        rest = after[nxt:] if nxt >= 0 else ""
+        text = before.rstrip() + "\n\n" + "\n".join(L) + rest
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(L)
+    open(path, "w").write(text.rstrip() + "\n")
+    print(json.dumps({"results": results, "commit": commit}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
