@@ -3,9 +3,12 @@
 `shoplake pipeline run` and `shoplake ml train recs`; then `shoplake serve`
 (scheduler off) answers GET /api/recommendations for products, customers,
 live sessions (each first sends a product view to the collector) and all
-three together, R requests each over keep-alive connections from this
-machine, with an API token. Reports p50 / p99 / max per kind, at 1 and at 8
-concurrent connections, and writes its section of BENCHMARKS.md."""
+three together, with an API token: R requests each over one keep-alive
+connection from this script (closed loop; a live session's request follows
+its view), then each kind at fixed rates over 8 connections from the Rust
+client `orderload --paths` (open loop, latency from the intended send time,
+so queueing shows). Reports p50 / p99 / max and writes its section of
+BENCHMARKS.md."""
 import argparse, http.client, json, os, random, shutil, socket, subprocess, sys, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,6 +77,9 @@ def run_clients(port, token, paths, conns, live):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
+    ap.add_argument("--client", required=True)
+    ap.add_argument("--rates", default="1000,3000")
+    ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--customers", type=int, default=5000)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--out", default="/tmp/shoplake-bench-recs")
@@ -135,14 +141,28 @@ def main():
                 (f"/api/recommendations?customer_id={rnd.choice(customers)}&session_id=bs{i % 500}"
                  f"&product_id={rnd.choice(products)}", None) for i in range(R)],
         }
-        for conns in (1, 8):
+        for kind, paths in kinds.items():
+            run_clients(port, token, paths[:50], 1, live=False)  # warm-up
+            lat, rate = run_clients(port, token, paths, 1, live=kind.startswith("session"))
+            r = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "max": max(lat), "rps": rate, "n": len(lat)}
+            results[f"{kind}|1, closed loop"] = r
+            print(f"{kind:30} 1 conn: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
+                  f"max {r['max']:.1f} ms  {rate:,.0f} req/s", flush=True)
+        # the live sessions now hold views: the paced phase asks for them too
+        for target in [float(x) for x in a.rates.split(",") if x]:
             for kind, paths in kinds.items():
-                run_clients(port, token, paths[:50], conns, live=False)  # warm-up
-                lat, rate = run_clients(port, token, paths, conns, live=kind.startswith("session"))
-                r = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "max": max(lat), "rps": rate, "n": len(lat)}
-                results[f"{kind}|{conns}"] = r
-                print(f"{kind:30} conns {conns}: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
-                      f"max {r['max']:.1f} ms  {rate:,.0f} req/s", flush=True)
+                f = os.path.join(a.out, "paths.txt")
+                open(f, "w").write("\n".join(p for p, _ in paths) + "\n")
+                o = json.loads(sh([a.client, f"127.0.0.1:{port}", token, "--paths", f, "--connections", "8",
+                                   "--seconds", str(a.seconds), "--rate", str(target)]).stdout)
+                bad = {k: v for k, v in o["answers_by_status"].items() if k != "200"}
+                if bad:
+                    sys.exit(f"{kind} at {target:.0f}/s: answers {bad}")
+                l = o["latency_ms"]
+                r = {"p50": l["p50"], "p99": l["p99"], "max": l["max"], "rps": o["requests_per_s"], "n": o["requests"]}
+                results[f"{kind}|8, {target:,.0f}/s paced"] = r
+                print(f"{kind:30} 8 conns at {target:,.0f}/s: p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms  "
+                      f"max {r['max']:.1f} ms  {r['rps']:,.0f} req/s", flush=True)
         rss = int(next(l.split()[1] for l in open(f"/proc/{srv.pid}/status") if l.startswith("VmRSS")))
     finally:
         srv.terminate()
@@ -157,13 +177,14 @@ def main():
          f"{sizes['transactions']:,} transactions, {sizes['clickstream']:,} clickstream events, 90 days) processed by "
          f"`shoplake pipeline run`; `shoplake ml train recs` took {train_s:.1f} s and saved a {model_mb:.1f} MiB model "
          f"(hit-rate@10 {m['hit_rate']:.3f} vs popularity {m['baseline_hit_rate']:.3f}). Then `shoplake serve` "
-         f"(release, schedulers off) answered {a.requests:,} `GET /api/recommendations` of each kind with random "
-         f"customers and products, over 1 and over 8 keep-alive connections from a Python client on the same machine, "
-         f"with a viewer API token, after 50 warm-up requests. For live sessions, each request follows (untimed) a "
-         f"`Product Viewed` event of its session sent to the collector; 500 sessions. Time is from the request to "
-         f"the last byte, as the client sees it ({cpu}, {os.cpu_count()} cores; commit {commit}). Server RSS at the "
-         f"end: {rss / 1024:.0f} MiB.", "",
-         "| request | connections | p50 | p99 | max | requests/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+         f"(release, schedulers off) answered `GET /api/recommendations` for random customers and products with a "
+         f"viewer API token. Closed loop: {a.requests:,} requests of each kind over one keep-alive connection from a "
+         f"Python client, after 50 warm-up requests; for live sessions (500 of them) each request follows, untimed, "
+         f"a `Product Viewed` event of its session sent to the collector. Paced: each kind for {a.seconds:.0f} s at "
+         f"a fixed rate over 8 connections from `crates/server/examples/orderload.rs --paths` (open loop, latency "
+         f"from the intended send time). Clients run on the same machine. Time is from the request to the last "
+         f"byte ({cpu}, {os.cpu_count()} cores; commit {commit}). Server RSS at the end: {rss / 1024:.0f} MiB.", "",
+         "| request | connections, load | p50 | p99 | max | requests/s |", "| --- | --- | ---: | ---: | ---: | ---: |"]
     for key, r in results.items():
         kind, conns = key.split("|")
         L.append(f"| {kind} | {conns} | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['max']:.1f} ms | {r['rps']:,.0f} |")

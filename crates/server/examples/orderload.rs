@@ -5,6 +5,7 @@
 //! orderload ADDR TOKEN [--connections N] [--seconds S] [--rate ORDERS_PER_S]
 //!                      [--count N] [--run-id ID]
 //! orderload ADDR TOKEN --search M [--connections N]
+//! orderload ADDR TOKEN --paths FILE [--connections N] [--seconds S] [--rate R]
 //! ```
 //!
 //! **Create mode** keeps N keep-alive HTTP/1.1 connections sending
@@ -22,6 +23,12 @@
 //! **Search mode** sends M `GET /api/orders?q=WORD&limit=50` over N
 //! connections, WORD drawn from the catalogue's product-name words, and
 //! prints p50/p90/p99/max latency and how many orders the pages held.
+//!
+//! **Paths mode** sends `GET` requests for the lines of FILE in turn (e.g.
+//! `/api/recommendations?customer_id=...`, used by `bench/recs`) over N
+//! connections for S seconds, closed loop, or open loop at R requests/s
+//! with latency from the intended send time; prints requests/s, latency
+//! percentiles and answers by status.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -256,12 +263,17 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
         eprintln!(
-            "usage: orderload ADDR TOKEN [--connections N] [--seconds S] [--rate ORDERS_PER_S] [--count N] [--run-id ID]\n       orderload ADDR TOKEN --search M [--connections N]"
+            "usage: orderload ADDR TOKEN [--connections N] [--seconds S] [--rate ORDERS_PER_S] [--count N] [--run-id ID]\n       orderload ADDR TOKEN --search M [--connections N]\n       orderload ADDR TOKEN --paths FILE [--connections N] [--seconds S] [--rate R]"
         );
         std::process::exit(2);
     }
     let addr: SocketAddr = args[1].parse().expect("ADDR as host:port");
     let token = args[2].clone();
+    let paths: String = arg(&args, "--paths", String::new());
+    if !paths.is_empty() {
+        gets(addr, &token, &paths, &args).await;
+        return;
+    }
     let searches: u64 = arg(&args, "--search", 0);
     if searches > 0 {
         search(addr, &token, searches, arg(&args, "--connections", 4)).await;
@@ -455,6 +467,96 @@ async fn search(addr: SocketAddr, token: &str, requests: u64, conns: usize) {
         "mean_orders_per_page": hits as f64 / n,
         "answers_by_status": statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
         "latency_ms": latency_json(&mut lat),
+    });
+    println!("{out}");
+}
+
+async fn gets(addr: SocketAddr, token: &str, file: &str, args: &[String]) {
+    let conns: usize = arg(args, "--connections", 8);
+    let seconds: f64 = arg(args, "--seconds", 10.0);
+    let rate: f64 = arg(args, "--rate", 0.0);
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let paths: Arc<Vec<String>> = Arc::new(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+    );
+    assert!(!paths.is_empty(), "{file} lists no paths");
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| {
+            let (paths, next, stop, token) =
+                (paths.clone(), next.clone(), stop.clone(), token.to_string());
+            tokio::spawn(async move {
+                let mut tally: Tally = Default::default();
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                s.set_nodelay(true).ok();
+                let mut buf = Vec::new();
+                let interval = (rate > 0.0).then(|| Duration::from_secs_f64(conns as f64 / rate));
+                let mut due = Instant::now()
+                    + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / conns as f64));
+                while !stop.load(Relaxed) {
+                    if interval.is_some() {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let n = next.fetch_add(1, Relaxed) as usize;
+                    let head = format!(
+                        "GET {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n",
+                        paths[n % paths.len()]
+                    );
+                    let t0 = if interval.is_some() {
+                        due
+                    } else {
+                        Instant::now()
+                    };
+                    if let Some(i) = interval {
+                        due += i;
+                    }
+                    match request(&mut s, &head, b"", &mut buf).await {
+                        Ok((status, _)) => {
+                            *tally.1.entry(status).or_default() += 1;
+                            if (200..300).contains(&status) {
+                                tally.0.push(t0.elapsed().as_micros() as u64);
+                            }
+                        }
+                        Err(_) => {
+                            *tally.1.entry(0).or_default() += 1;
+                            match TcpStream::connect(addr).await {
+                                Ok(n) => s = n,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Relaxed);
+    let (mut lat, mut statuses) = (Vec::new(), BTreeMap::<u16, u64>::new());
+    for t in tasks {
+        let (l, s) = t.await.unwrap_or_default();
+        lat.extend(l);
+        for (k, v) in s {
+            *statuses.entry(k).or_default() += v;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let out = serde_json::json!({
+        "mode": "paths",
+        "connections": conns,
+        "target_rate": rate,
+        "seconds": elapsed,
+        "requests": lat.len(),
+        "requests_per_s": lat.len() as f64 / elapsed,
+        "answers_by_status": statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+        "latency_ms": latency_json(&mut lat),
+        "latency_from": if rate > 0.0 { "intended send time" } else { "send" },
     });
     println!("{out}");
 }
