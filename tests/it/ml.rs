@@ -18,8 +18,9 @@ fn metric(m: &ml::ModelMeta, k: &str) -> f64 {
 async fn models_beat_their_baselines_and_score_every_customer() {
     let fx = Fixture::with(&GenConfig::default());
     fx.run(&PipelineOptions::default()).await;
-    let trained = ml::train(&fx.lake, &fx.cfg, &[]).await.unwrap();
-    let by_kind = |k: Kind| &trained.iter().find(|t| t.meta.kind == k).unwrap().meta;
+    // the scheduler of `serve` trains them at ml.schedule's time
+    let trained = retrain_on_schedule(&fx).await;
+    let by_kind = |k: Kind| trained.iter().find(|m| m.kind == k).unwrap();
     let buyers = query(&fx.engine(), "SELECT count(*) AS n FROM curated.customers")
         .await
         .row(0)
@@ -186,6 +187,66 @@ async fn models_beat_their_baselines_and_score_every_customer() {
         16,
         "a header and 15 customers"
     );
+}
+
+/// Runs the serve scheduler's model retraining on a manual clock one
+/// minute before `ml.schedule`'s time; nothing is trained until the clock
+/// passes it, then every model is. Returns the models in use.
+async fn retrain_on_schedule(fx: &Fixture) -> Vec<ml::ModelMeta> {
+    use chrono::TimeZone;
+    use shoplake_jobs::schedule::{
+        Cron, ManualClock, MlRunner, Progress, ScheduleOptions, run_schedule,
+    };
+    use std::sync::Arc;
+    let cron: Cron = fx.cfg.ml.schedule.parse().unwrap();
+    let first = cron
+        .next_after(chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(first - chrono::Duration::minutes(1)));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let progress = Arc::new(tokio::sync::watch::channel(Progress::default()).0);
+    let opts = ScheduleOptions {
+        cron: Some(cron),
+        watch: None,
+        raw_dirs: Vec::new(),
+        state_dir: fx.lake.state_dir(),
+        resume: false,
+    };
+    let runner = Arc::new(MlRunner {
+        lake: fx.lake.clone(),
+        config: fx.cfg.clone(),
+    });
+    let task = tokio::spawn(run_schedule(
+        opts,
+        clock.clone(),
+        runner,
+        stopped,
+        progress.clone(),
+    ));
+    let mut seen = progress.subscribe();
+    let wait_for = |t: chrono::DateTime<chrono::Utc>| {
+        let mut seen = seen.clone();
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(600),
+                seen.wait_for(|p| p.looked_at == Some(t)),
+            )
+            .await
+            .expect("the scheduler looked in time")
+            .unwrap();
+        }
+    };
+    wait_for(first - chrono::Duration::minutes(1)).await;
+    assert!(
+        ml::status(&fx.lake).unwrap().is_empty(),
+        "not before its time"
+    );
+    clock.advance(chrono::Duration::minutes(2));
+    wait_for(first + chrono::Duration::minutes(1)).await;
+    assert_eq!(seen.borrow_and_update().runs, ["schedule"]);
+    let _ = stop.send(true);
+    task.await.unwrap();
+    ml::status(&fx.lake).unwrap()
 }
 
 /// `GET /api/recommendations` against the model just trained, with live
