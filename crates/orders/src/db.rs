@@ -27,12 +27,19 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
-/// A statement argument.
+/// A statement argument. The array variants are for PostgreSQL only (a
+/// SQLite statement given one fails).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Arg<'a> {
     Int(i64),
     Text(&'a str),
     OptText(Option<&'a str>),
+    /// `BIGINT[]`
+    Ints(&'a [i64]),
+    /// `TEXT[]`
+    Texts(&'a [&'a str]),
+    /// `TEXT[]` with `NULL`s
+    OptTexts(&'a [Option<&'a str>]),
 }
 
 /// An open transaction.
@@ -47,14 +54,35 @@ pub(crate) enum Row {
     Postgres(PgRow),
 }
 
+/// Binds `$args` to `$query`; on SQLite an array argument makes the
+/// enclosing function return an error.
 macro_rules! bind_all {
-    ($query:expr, $args:expr) => {{
+    (sqlite: $query:expr, $args:expr) => {{
         let mut q = $query;
         for arg in $args {
             q = match *arg {
                 Arg::Int(v) => q.bind(v),
                 Arg::Text(v) => q.bind(v),
                 Arg::OptText(v) => q.bind(v),
+                Arg::Ints(_) | Arg::Texts(_) | Arg::OptTexts(_) => {
+                    return Err(sqlx::Error::Protocol(
+                        "internal error: an array argument in a SQLite statement".into(),
+                    ));
+                }
+            };
+        }
+        q
+    }};
+    (postgres: $query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match *arg {
+                Arg::Int(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::OptText(v) => q.bind(v),
+                Arg::Ints(v) => q.bind(v),
+                Arg::Texts(v) => q.bind(v),
+                Arg::OptTexts(v) => q.bind(v),
             };
         }
         q
@@ -102,13 +130,13 @@ impl Db {
         args: &[Arg<'_>],
     ) -> Result<Vec<Row>, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite { read, .. } => bind_all!(sqlx::query(sql), args)
+            Db::Sqlite { read, .. } => bind_all!(sqlite: sqlx::query(sql), args)
                 .fetch_all(read)
                 .await?
                 .into_iter()
                 .map(Row::Sqlite)
                 .collect(),
-            Db::Postgres(pool) => bind_all!(sqlx::query(sql), args)
+            Db::Postgres(pool) => bind_all!(postgres: sqlx::query(sql), args)
                 .fetch_all(pool)
                 .await?
                 .into_iter()
@@ -143,11 +171,11 @@ impl Tx {
         args: &[Arg<'_>],
     ) -> Result<u64, sqlx::Error> {
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Sqlite(tx) => bind_all!(sqlite: sqlx::query(sql), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Postgres(tx) => bind_all!(postgres: sqlx::query(sql), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
@@ -163,11 +191,11 @@ impl Tx {
     ) -> Result<u64, sqlx::Error> {
         let sql = assembled(sql);
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Tx::Sqlite(tx) => bind_all!(sqlite: sqlx::query(sql).persistent(false), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Tx::Postgres(tx) => bind_all!(postgres: sqlx::query(sql).persistent(false), args)
                 .execute(&mut **tx)
                 .await?
                 .rows_affected(),
@@ -182,13 +210,13 @@ impl Tx {
     ) -> Result<Vec<Row>, sqlx::Error> {
         let sql = assembled(sql);
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Tx::Sqlite(tx) => bind_all!(sqlite: sqlx::query(sql).persistent(false), args)
                 .fetch_all(&mut **tx)
                 .await?
                 .into_iter()
                 .map(Row::Sqlite)
                 .collect(),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(sql).persistent(false), args)
+            Tx::Postgres(tx) => bind_all!(postgres: sqlx::query(sql).persistent(false), args)
                 .fetch_all(&mut **tx)
                 .await?
                 .into_iter()
@@ -212,11 +240,11 @@ impl Tx {
         args: &[Arg<'_>],
     ) -> Result<Option<Row>, sqlx::Error> {
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Sqlite(tx) => bind_all!(sqlite: sqlx::query(sql), args)
                 .fetch_optional(&mut **tx)
                 .await?
                 .map(Row::Sqlite),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Postgres(tx) => bind_all!(postgres: sqlx::query(sql), args)
                 .fetch_optional(&mut **tx)
                 .await?
                 .map(Row::Postgres),
@@ -229,13 +257,13 @@ impl Tx {
         args: &[Arg<'_>],
     ) -> Result<Vec<Row>, sqlx::Error> {
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Sqlite(tx) => bind_all!(sqlite: sqlx::query(sql), args)
                 .fetch_all(&mut **tx)
                 .await?
                 .into_iter()
                 .map(Row::Sqlite)
                 .collect(),
-            Tx::Postgres(tx) => bind_all!(sqlx::query(sql), args)
+            Tx::Postgres(tx) => bind_all!(postgres: sqlx::query(sql), args)
                 .fetch_all(&mut **tx)
                 .await?
                 .into_iter()

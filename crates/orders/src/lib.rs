@@ -96,3 +96,4 @@ pub use model::{
 pub use money::Money;
 pub use store::{DEFAULT_PAGE_SIZE, MAX_CHANGES_BATCH, MAX_PAGE_SIZE, OrderStore};
 pub use validate::{MAX_LINES, MAX_ORDER_ID_LEN, MAX_QUANTITY, is_valid_order_id, validate};
+pub use writer::WriterStats;

@@ -20,7 +20,7 @@ use crate::model::{
 use crate::money::Money;
 use crate::search;
 use crate::validate::{body_hash, check_change, check_idempotency_key, totals, validate};
-use crate::writer::Writer;
+use crate::writer::{Writer, WriterStats};
 
 /// Default page size of [`OrderStore::list`].
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -32,6 +32,8 @@ pub const MAX_CHANGES_BATCH: usize = 10_000;
 const LINES_PER_INSERT: usize = 32;
 /// Connections of the PostgreSQL pool.
 const PG_MAX_CONNECTIONS: u32 = 16;
+/// A pooled PostgreSQL connection idle this long is pinged before use.
+const PG_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Below this many full-text matches, SQLite search sorts the matches;
 /// above, it walks the orders newest first (see [`OrderStore::list`]). At
 /// 1M orders with the words of a shop's product names, sorting 40k
@@ -45,11 +47,8 @@ const SQLITE_READERS: u32 = 4;
 /// the next `seq`.
 pub(crate) const OUTBOX_LOCK_SHARED_NEXTVAL: &str = "WITH outbox_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(74220602, hashtext(current_schema()))) \
      SELECT nextval('order_changes_seq_seq') FROM outbox_lock";
-/// PostgreSQL: the outbox lock in shared mode alone (a batch of writes
-/// takes it once, then numbers all its outbox rows).
-pub(crate) const OUTBOX_LOCK_SHARED: &str =
-    "SELECT pg_advisory_xact_lock_shared(74220602, hashtext(current_schema()))";
-/// PostgreSQL: the outbox lock in exclusive mode (`changes_after`).
+/// PostgreSQL: the outbox lock in exclusive mode (`changes_after`). (The
+/// writer's batch statement takes it in shared mode, see `pg_insert_new!`.)
 pub(crate) const OUTBOX_LOCK_EXCLUSIVE: &str =
     "SELECT pg_advisory_xact_lock(74220602, hashtext(current_schema()))";
 
@@ -178,6 +177,19 @@ impl OrderStore {
         let pool = PgPoolOptions::new()
             .max_connections(PG_MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection idle for a while is checked (a round trip)
+            // before use; one in steady use is not: under load every batch
+            // would pay a round trip for it. A connection that broke in
+            // between fails its statement, and the caller's error says so.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PG_PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(|e| pg_connect_error(&options, &e))?;
@@ -198,6 +210,13 @@ impl OrderStore {
             Kind::Sqlite => "sqlite",
             Kind::Postgres => "postgres",
         }
+    }
+
+    /// How many batches (transactions) the writer has written since the
+    /// store was opened, and how many writes they held: the mean batch size
+    /// of a period is the difference of `writes` over that of `batches`.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
 
     /// Closes the connection pools (waiting for the connections in use).

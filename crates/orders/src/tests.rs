@@ -97,6 +97,8 @@ on_both!(
     a_failed_commit_reaches_every_waiter,
     many_concurrent_creates_all_land,
     search_with_many_matches_pages_newest_first,
+    a_batch_of_new_orders_meets_stored_ones,
+    a_status_change_queued_before_its_creation,
 );
 
 // ---------------------------------------------------------------------------
@@ -1301,6 +1303,95 @@ async fn mixed_batch(store: &OrderStore, with_rejected: bool) {
         .unwrap();
     assert_eq!(page.orders.len(), 1);
     assert_eq!(page.orders[0].order_id, "B-N-7");
+}
+
+/// A batch of writes each new to the batch, two of which the database
+/// has seen (a replay, a stored key with a new order id): PostgreSQL first
+/// tries such a batch as one statement, which these two make fail, then
+/// writes it the usual way; each write gets the answer it would get alone.
+async fn a_batch_of_new_orders_meets_stored_ones(store: &OrderStore) {
+    let replayed = new_order("A-REPLAYED", "c");
+    store.create(&replayed, Some("a-key-r")).await.unwrap();
+    store
+        .create(&new_order("A-KEY-OWNER", "c"), Some("a-key-o"))
+        .await
+        .unwrap();
+    let before = store.changes_after(0, 100).await.unwrap().len();
+    let mut writes: Vec<(NewOrder, Option<String>)> = (0..8)
+        .map(|i| {
+            (
+                new_order(&format!("A-{i}"), "c"),
+                (i % 2 == 0).then(|| format!("a-key-{i}")),
+            )
+        })
+        .collect();
+    writes.push((replayed, Some("a-key-r".into())));
+    writes.push((new_order("A-THIEF", "c"), Some("a-key-o".into())));
+    let answers = in_one_batch(store, writes.clone()).await;
+    for ((o, _), got) in writes.iter().zip(answers) {
+        let id = o.order_id.as_str();
+        match (id, got) {
+            ("A-REPLAYED", Ok(c)) => assert!(c.replayed),
+            ("A-THIEF", Err(OrderError::Conflict(_))) => {}
+            (_, Ok(c)) if id.starts_with("A-") && id.len() == 3 => {
+                assert!(!c.replayed, "{id}");
+                assert_eq!(c.order, store.get(id).await.unwrap());
+            }
+            (_, got) => panic!("{id}: {got:?}"),
+        }
+    }
+    assert!(matches!(
+        store.get("A-THIEF").await,
+        Err(OrderError::NotFound(_))
+    ));
+    let outbox = store.changes_after(0, 100).await.unwrap();
+    let mut created: Vec<&str> = outbox[before..]
+        .iter()
+        .map(|c| c.order_id.as_str())
+        .collect();
+    created.sort_unstable();
+    assert_eq!(
+        created,
+        [
+            "A-0", "A-1", "A-2", "A-3", "A-4", "A-5", "A-6", "A-7", "PLUG"
+        ]
+    );
+}
+
+/// A status change queued just before the creation of its order, both in
+/// one batch: as one after the other, the change finds no order and the
+/// creation creates it (the creation is not written ahead of the change).
+async fn a_status_change_queued_before_its_creation(store: &OrderStore) {
+    let held = plug(store).await;
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create(&new_order("PLUG", "c"), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let change = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .transition("Q-1", Status::Paid, None, "test", None)
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let create = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create(&new_order("Q-1", "c"), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    held.rollback().await.unwrap();
+    assert!(!first.await.unwrap().unwrap().replayed);
+    let changed = change.await.unwrap();
+    assert!(
+        matches!(changed, Err(OrderError::NotFound(_))),
+        "{changed:?}"
+    );
+    assert!(!create.await.unwrap().unwrap().replayed);
+    let stored = store.get("Q-1").await.unwrap();
+    assert_eq!((stored.status, stored.version), (Status::Placed, 1));
 }
 
 /// A batch whose COMMIT fails: every write in it gets the database error,

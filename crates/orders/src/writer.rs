@@ -28,42 +28,65 @@
 //!
 //! ## How a batch is written
 //!
-//! 1. **Fast path.** Creations whose order id and idempotency key are new
-//!    (two `IN (...)` lookups inside the transaction) and unique within the
-//!    batch are inserted with a few multi-row statements: keys, orders,
-//!    lines, search entries (SQLite FTS5) and outbox rows. On PostgreSQL the
-//!    outbox's shared advisory lock is taken once, before the outbox rows get
-//!    their `seq`, and held until the commit, as
-//!    [`OrderStore::changes_after`](crate::OrderStore::changes_after)
-//!    requires. None of these statements should fail for one order's sake;
-//!    if one does anyway (a trigger, another process writing the same
-//!    database), the transaction is rolled back and the whole batch is
-//!    written again the careful way, each write in its own savepoint.
+//! 1. **Fast path.** Creations whose order id and idempotency key no earlier
+//!    write of the batch names (see [`fast_candidates`]) and the database
+//!    does not have are inserted with their keys, lines, search entries and
+//!    outbox rows by a few statements:
+//!    * SQLite: two `IN (...)` lookups, then multi-row `INSERT`s (keys,
+//!      orders, lines, FTS5 entries, outbox rows);
+//!    * PostgreSQL: one cached statement with every column bound as an
+//!      array ([`pg_insert_new!`]): a stored order id is skipped (`ON
+//!      CONFLICT DO NOTHING`) and answered one by one. The outbox's shared
+//!      advisory lock is taken in it, before the outbox rows get their
+//!      `seq`, and held until the commit, as
+//!      [`OrderStore::changes_after`](crate::OrderStore::changes_after)
+//!      requires.
+//!
+//!    None of these statements should fail for one order's sake; if one
+//!    does anyway (a trigger, another process writing the same database, on
+//!    PostgreSQL an idempotency key stored for another order id), the
+//!    transaction is rolled back and the whole batch is written again the
+//!    careful way, each write in its own savepoint.
 //! 2. **One by one.** Everything else (replays, conflicts, an order id or
 //!    key seen earlier in the batch, status changes) runs through the same
 //!    code as a single write ([`create_in`], [`transition_in`]), each inside
 //!    `SAVEPOINT item`: `RELEASE` on success, `ROLLBACK TO` on error.
 //! 3. **COMMIT**, then every caller is answered.
+//!
+//! On PostgreSQL a batch of nothing but fast-path creations (the usual
+//! batch under load) is first tried as that one statement on its own,
+//! without `BEGIN`/`COMMIT` (its own transaction, committed before it
+//! answers: one round trip instead of three), in a form where a stored
+//! order id fails it ([`write_alone`]); if the database refuses it, nothing
+//! was written and the batch is written as above.
+//!
+//! A PostgreSQL store also runs [`clean_search_index`] next to the writer,
+//! so that the full-text index's pending list is moved into the index in
+//! small steps instead of in one long stall of a batch.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Arg, Db, Kind, Tx};
 use crate::error::{OrderError, Result};
 use crate::model::{ChangeKind, Created, Order};
-use crate::store::{
-    NewRow, ORDER_COLUMNS, OUTBOX_LOCK_SHARED, StatusChange, change_payload, create_in,
-    transition_in,
-};
+use crate::store::{NewRow, ORDER_COLUMNS, StatusChange, change_payload, create_in, transition_in};
 
 /// Most writes in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
 /// Writes that may wait for the writer; more wait to be queued.
 const QUEUE: usize = 4 * MAX_BATCH;
-/// Rows per multi-row `INSERT` (at most 17 parameters each).
+/// Rows per multi-row `INSERT` (SQLite; at most 16 parameters each).
 const ROWS_PER_INSERT: usize = 128;
-/// Values per `IN (...)` lookup.
+/// How often [`clean_search_index`] runs while orders are written.
+const GIN_CLEAN_EVERY: Duration = Duration::from_millis(50);
+/// How long [`clean_search_index`] waits after a failure.
+const GIN_CLEAN_RETRY: Duration = Duration::from_secs(5);
+/// Values per `IN (...)` lookup (SQLite).
 const IDS_PER_LOOKUP: usize = 256;
 
 /// The handle of the writer task; cheap to clone. The task ends when the
@@ -71,6 +94,23 @@ const IDS_PER_LOOKUP: usize = 256;
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
+    counts: Arc<Counts>,
+}
+
+/// What the writer task has written so far.
+#[derive(Debug, Default)]
+struct Counts {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// Counters of the writer (see [`OrderStore::writer_stats`](crate::OrderStore::writer_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions written (batches), committed or not.
+    pub batches: u64,
+    /// Writes (creations and status changes) in those batches.
+    pub writes: u64,
 }
 
 /// One queued write and where its answer goes.
@@ -106,8 +146,20 @@ impl Writer {
     /// Starts the writer task on the current tokio runtime.
     pub(crate) fn spawn(db: Db) -> Writer {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(db, queue));
-        Writer { jobs }
+        let counts = Arc::new(Counts::default());
+        if let Db::Postgres(pool) = &db {
+            tokio::spawn(clean_search_index(pool.clone(), Arc::downgrade(&counts)));
+        }
+        tokio::spawn(run(db, queue, counts.clone()));
+        Writer { jobs, counts }
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            batches: self.counts.batches.load(Relaxed),
+            writes: self.counts.writes.load(Relaxed),
+        }
     }
 
     /// Writes a validated order (see [`create_in`]) in the next batch.
@@ -135,19 +187,71 @@ fn stopped() -> OrderError {
 }
 
 /// The writer task: takes what is queued, writes it, answers, repeats.
-async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
+async fn run(db: Db, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
+        counts.batches.fetch_add(1, Relaxed);
+        counts.writes.fetch_add(batch.len() as u64, Relaxed);
         write_batch(&db, batch).await;
+    }
+}
+
+/// PostgreSQL: keeps the pending list of the full-text index (`orders_search`,
+/// a GIN index with `fastupdate`) short, off the writer's path.
+///
+/// New entries of a GIN index with `fastupdate` go to a pending list, which
+/// is cheap; once it outgrows `gin_pending_list_limit` (4 MB by default)
+/// the insert that notices moves it all into the index, which takes tens of
+/// milliseconds, inside the writer's batch, holding up every caller of it.
+/// This task does that move in small steps on its own connection (one
+/// `gin_clean_pending_list` call each [`GIN_CLEAN_EVERY`] while orders are
+/// being written), so that the list stays short. An insert that finds a
+/// cleanup running does not wait for it. If the store may not do this
+/// (its user does not own the index) or the index is gone, the task stops
+/// and inserts clean the list themselves, as before; after any other error
+/// it waits [`GIN_CLEAN_RETRY`]. It ends with the writer, or when the pool
+/// is closed.
+async fn clean_search_index(pool: sqlx::PgPool, counts: Weak<Counts>) {
+    let mut cleaned = 0;
+    loop {
+        tokio::time::sleep(GIN_CLEAN_EVERY).await;
+        let Some(counts) = counts.upgrade() else {
+            return;
+        };
+        let writes = counts.writes.load(Relaxed);
+        drop(counts);
+        if writes == cleaned {
+            continue;
+        }
+        cleaned = writes;
+        let clean = sqlx::query("SELECT gin_clean_pending_list('orders_search'::regclass)");
+        match clean.execute(&pool).await {
+            Ok(_) => {}
+            Err(sqlx::Error::PoolClosed) => return,
+            // insufficient_privilege, undefined_table, undefined_object,
+            // undefined_function, invalid_schema_name
+            Err(sqlx::Error::Database(e))
+                if matches!(
+                    e.code().as_deref(),
+                    Some("42501" | "42P01" | "42704" | "42883" | "3F000")
+                ) =>
+            {
+                return;
+            }
+            Err(_) => tokio::time::sleep(GIN_CLEAN_RETRY).await,
+        }
     }
 }
 
 /// Writes one batch and answers every job in it.
 async fn write_batch(db: &Db, jobs: Vec<Job>) {
-    let written = match write(db, &jobs, true).await {
-        Err(Failed::FastPath(_)) => write(db, &jobs, false).await,
-        other => other,
+    let written = match write_alone(db, &jobs).await {
+        Some(written) => written,
+        None => match write(db, &jobs, true).await {
+            Err(Failed::FastPath(_)) => write(db, &jobs, false).await,
+            other => other,
+        },
     };
     match written {
         Ok(answers) => {
@@ -187,13 +291,22 @@ async fn write(db: &Db, jobs: &[Job], fast: bool) -> Result<Vec<Answer>, Failed>
     let mut tx = db.begin_write().await.map_err(batch)?;
     let mut answers: Vec<Option<Answer>> = jobs.iter().map(|_| None).collect();
     if fast {
-        let fresh = fresh_orders(&mut tx, jobs)
-            .await
-            .map_err(Failed::FastPath)?;
-        let items: Vec<&NewRow> = fresh.iter().map(|&(_, item)| item).collect();
-        insert_new(&mut tx, &items)
-            .await
-            .map_err(Failed::FastPath)?;
+        let candidates = fast_candidates(jobs);
+        let fresh = match tx.kind() {
+            Kind::Sqlite => {
+                let fresh = fresh_orders(&mut tx, candidates)
+                    .await
+                    .map_err(Failed::FastPath)?;
+                let items: Vec<&NewRow> = fresh.iter().map(|&(_, item)| item).collect();
+                insert_new(&mut tx, &items)
+                    .await
+                    .map_err(Failed::FastPath)?;
+                fresh
+            }
+            Kind::Postgres => insert_new_pg(&mut tx, candidates)
+                .await
+                .map_err(Failed::FastPath)?,
+        };
         for (i, item) in fresh {
             answers[i] = Some(Answer::Created(Ok(Created {
                 order: item.order.clone(),
@@ -231,26 +344,48 @@ async fn write(db: &Db, jobs: &[Job], fast: bool) -> Result<Vec<Answer>, Failed>
         .collect())
 }
 
-/// The creations of `jobs` that can take the fast path: order id and
-/// idempotency key not in the database and not used by an earlier fresh
-/// creation of the batch.
-async fn fresh_orders<'a>(tx: &mut Tx, jobs: &'a [Job]) -> Result<Vec<(usize, &'a NewRow)>> {
-    let creations: Vec<(usize, &NewRow)> = jobs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, job)| match job {
-            Job::Create(item, _) => Some((i, &**item)),
-            Job::Transition(..) => None,
-        })
-        .collect();
-    if creations.is_empty() {
+/// The creations of `jobs` that may take the fast path: those whose order
+/// id and idempotency key no earlier write of the batch names (a creation's
+/// id or key, a status change's order id), so that writing them first gives
+/// every write of the batch the answer it would get in batch order. Whether
+/// the database has them already is checked afterwards.
+fn fast_candidates(jobs: &[Job]) -> Vec<(usize, &NewRow)> {
+    let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+    let mut candidates = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match job {
+            Job::Create(item, _) => {
+                let id = item.order.order_id.as_str();
+                let key = item.key.as_deref();
+                let new_id = ids.insert(id);
+                let new_key = key.is_none_or(|k| keys.insert(k));
+                if new_id && new_key {
+                    candidates.push((i, &**item));
+                }
+            }
+            Job::Transition(change, _) => {
+                ids.insert(change.order_id.as_str());
+            }
+        }
+    }
+    candidates
+}
+
+/// The `candidates` (see [`fast_candidates`]) whose order id and
+/// idempotency key are not in the database (SQLite: two `IN (...)`
+/// lookups; PostgreSQL checks inside [`insert_new_pg`]).
+async fn fresh_orders<'a>(
+    tx: &mut Tx,
+    candidates: Vec<(usize, &'a NewRow)>,
+) -> Result<Vec<(usize, &'a NewRow)>> {
+    if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<&str> = creations
+    let ids: Vec<&str> = candidates
         .iter()
         .map(|(_, item)| item.order.order_id.as_str())
         .collect();
-    let keys: Vec<&str> = creations
+    let keys: Vec<&str> = candidates
         .iter()
         .filter_map(|(_, item)| item.key.as_deref())
         .collect();
@@ -261,32 +396,21 @@ async fn fresh_orders<'a>(tx: &mut Tx, jobs: &'a [Job]) -> Result<Vec<(usize, &'
         &keys,
     )
     .await?;
-    let (mut ids_taken, mut keys_taken) = (HashSet::new(), HashSet::new());
-    let mut fresh = Vec::new();
-    for (i, item) in creations {
-        let id = item.order.order_id.as_str();
-        let key = item.key.as_deref();
-        let new_id = !stored_ids.contains(id) && !ids_taken.contains(id);
-        let new_key = key.is_none_or(|k| !stored_keys.contains(k) && !keys_taken.contains(k));
-        if new_id && new_key {
-            ids_taken.insert(id);
-            keys_taken.extend(key);
-            fresh.push((i, item));
-        }
-    }
-    Ok(fresh)
+    Ok(candidates
+        .into_iter()
+        .filter(|(_, item)| {
+            !stored_ids.contains(item.order.order_id.as_str())
+                && item.key.as_deref().is_none_or(|k| !stored_keys.contains(k))
+        })
+        .collect())
 }
 
 /// Which of `values` the lookup `select` (`SELECT col FROM t WHERE col IN`)
-/// finds.
+/// finds (SQLite).
 async fn existing(tx: &mut Tx, select: &str, values: &[&str]) -> Result<HashSet<String>> {
     let mut found = HashSet::new();
     for chunk in values.chunks(IDS_PER_LOOKUP) {
-        let marks: Vec<String> = match tx.kind() {
-            Kind::Sqlite => vec!["?".to_string(); chunk.len()],
-            Kind::Postgres => (1..=chunk.len()).map(|n| format!("${n}")).collect(),
-        };
-        let sql = format!("{select} ({})", marks.join(", "));
+        let sql = format!("{select} ({})", vec!["?"; chunk.len()].join(", "));
         let args: Vec<Arg<'_>> = chunk.iter().map(|v| Arg::Text(v)).collect();
         for row in tx.fetch_all_once(sql, &args).await? {
             found.insert(row.text(0)?);
@@ -296,41 +420,21 @@ async fn existing(tx: &mut Tx, select: &str, values: &[&str]) -> Result<HashSet<
 }
 
 /// `head VALUES (row), (row), ...` with `rows` rows; `row` lists each
-/// column's expression with `?` for its parameter. PostgreSQL gets `$1, $2,
-/// ...`; SQLite keeps the anonymous `?`, which binds by position (for `$N`
-/// sqlx looks each parameter's name up among all of them, which is
-/// quadratic in a statement of thousands of parameters).
-fn multi_row(kind: Kind, head: &str, row: &[&str], rows: usize, tail: &str) -> String {
-    let mut sql = format!("{head} VALUES ");
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for (c, column) in row.iter().enumerate() {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            match kind {
-                Kind::Sqlite => sql.push_str(column),
-                Kind::Postgres => sql.push_str(&column.replace('?', &format!("${n}"))),
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
+/// column's expression with `?` for its parameter. SQLite only: it binds
+/// the anonymous `?` by position (for `$N` sqlx looks each parameter's name
+/// up among all of them, which is quadratic in a statement of thousands of
+/// parameters).
+fn multi_row(head: &str, row: &[&str], rows: usize, tail: &str) -> String {
+    let row = format!("({})", row.join(", "));
+    format!("{head} VALUES {}{tail}", vec![row; rows].join(", "))
 }
 
-/// Inserts new orders (checked by [`fresh_orders`]) with everything that
-/// goes with them: keys, lines, search entries, outbox rows.
+/// SQLite: inserts new orders (checked by [`fresh_orders`]) with everything
+/// that goes with them: keys, lines, search entries, outbox rows.
 async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
     if items.is_empty() {
         return Ok(());
     }
-    let kind = tx.kind();
 
     // idempotency keys
     let keyed: Vec<&NewRow> = items.iter().copied().filter(|i| i.key.is_some()).collect();
@@ -345,7 +449,6 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
             ]);
         }
         let sql = multi_row(
-            kind,
             "INSERT INTO order_idempotency_keys (idem_key, body_hash, order_id, created_at_us)",
             &["?"; 4],
             chunk.len(),
@@ -354,46 +457,30 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
         tx.execute_once(sql, &args).await?;
     }
 
-    // orders (SQLite: their row ids, for the search entries)
+    // orders, and their row ids for the search entries
     let mut row_ids: Vec<(i64, &str)> = Vec::with_capacity(items.len());
     for chunk in items.chunks(ROWS_PER_INSERT) {
-        let mut args = Vec::with_capacity(chunk.len() * 17);
+        let mut args = Vec::with_capacity(chunk.len() * 16);
         for item in chunk {
-            let o = &item.order;
-            args.extend(crate::store::order_args(o, &item.hash));
-            if kind == Kind::Postgres {
-                args.push(Arg::Text(&item.doc));
-            }
+            args.extend(crate::store::order_args(&item.order, &item.hash));
         }
-        let head = format!("INSERT INTO orders ({ORDER_COLUMNS}, body_hash");
-        match kind {
-            Kind::Sqlite => {
-                let sql = multi_row(
-                    kind,
-                    &format!("{head})"),
-                    &["?"; 16],
-                    chunk.len(),
-                    " RETURNING id, order_id",
-                );
-                for row in tx.fetch_all_once(sql, &args).await? {
-                    let (id, order_id) = (row.int(0)?, row.text(1)?);
-                    let item = chunk
-                        .iter()
-                        .find(|i| i.order.order_id == order_id)
-                        .ok_or_else(|| {
-                            OrderError::Database(format!(
-                                "INSERT returned an order id it was not given: {order_id:?}"
-                            ))
-                        })?;
-                    row_ids.push((id, &item.doc));
-                }
-            }
-            Kind::Postgres => {
-                let mut row = ["?"; 17];
-                row[16] = "to_tsvector('simple', ?)";
-                let sql = multi_row(kind, &format!("{head}, search)"), &row, chunk.len(), "");
-                tx.execute_once(sql, &args).await?;
-            }
+        let sql = multi_row(
+            &format!("INSERT INTO orders ({ORDER_COLUMNS}, body_hash)"),
+            &["?"; 16],
+            chunk.len(),
+            " RETURNING id, order_id",
+        );
+        for row in tx.fetch_all_once(sql, &args).await? {
+            let (id, order_id) = (row.int(0)?, row.text(1)?);
+            let item = chunk
+                .iter()
+                .find(|i| i.order.order_id == order_id)
+                .ok_or_else(|| {
+                    OrderError::Database(format!(
+                        "INSERT returned an order id it was not given: {order_id:?}"
+                    ))
+                })?;
+            row_ids.push((id, &item.doc));
         }
     }
 
@@ -422,7 +509,6 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
             ]);
         }
         let sql = multi_row(
-            kind,
             "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity, unit_price_cents)",
             &["?"; 8],
             chunk.len(),
@@ -431,14 +517,13 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
         tx.execute_once(sql, &args).await?;
     }
 
-    // search entries (SQLite; PostgreSQL keeps them in the orders row)
+    // search entries
     for chunk in row_ids.chunks(ROWS_PER_INSERT) {
         let args: Vec<Arg<'_>> = chunk
             .iter()
             .flat_map(|&(id, doc)| [Arg::Int(id), Arg::Text(doc)])
             .collect();
         let sql = multi_row(
-            kind,
             "INSERT INTO orders_fts (rowid, doc)",
             &["?"; 2],
             chunk.len(),
@@ -448,9 +533,6 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
     }
 
     // the outbox, in the batch's order
-    if kind == Kind::Postgres {
-        tx.execute(OUTBOX_LOCK_SHARED, &[]).await?;
-    }
     let payloads = items
         .iter()
         .map(|item| change_payload(&item.order))
@@ -468,7 +550,6 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
             ]);
         }
         let sql = multi_row(
-            kind,
             "INSERT INTO order_changes (order_id, version, kind, payload, at_us)",
             &["?"; 5],
             chunk.len(),
@@ -477,4 +558,288 @@ async fn insert_new(tx: &mut Tx, items: &[&NewRow]) -> Result<()> {
         tx.execute_once(sql, &args).await?;
     }
     Ok(())
+}
+
+/// PostgreSQL: the fast path in one statement, with every column bound as
+/// an array (one parsed, cached statement whatever the batch size). It
+/// inserts the input orders (see [`fast_candidates`]) with their keys, lines
+/// and outbox rows (taking the outbox's shared lock before they get their
+/// `seq`), and returns the positions (1-based) in the input of the orders
+/// it inserted.
+///
+/// Its plan joins only the input with itself: an order id already stored
+/// is handled by the unique constraint on `orders.order_id` (`$on_conflict`:
+/// empty, it fails the statement; `ON CONFLICT (order_id) DO NOTHING`, the
+/// order is skipped and answered one by one), and an idempotency key
+/// already stored for another order id violates the key's primary key,
+/// which fails the statement. So no cached plan can turn into a scan of a
+/// table that has grown since it was planned (a join with the stored orders
+/// would be planned as a hash join while the table is small).
+///
+/// Data-modifying `WITH` statements see the snapshot of the statement start
+/// and each runs once; `fresh` (the orders inserted) is computed once. The
+/// outbox rows get their `seq` (the column default, evaluated above the
+/// `ORDER BY`) in input order, and only from rows of the join with
+/// `outbox_lock`, i.e. once the lock is held.
+macro_rules! pg_insert_new {
+    ($on_conflict:literal) => {
+        concat!(
+            "WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[],
+                         $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::text[],
+                         $17::text[], $18::text[], $19::text[])
+        WITH ORDINALITY AS t (order_id, customer_id, email, currency, status,
+                              subtotal_cents, tax_cents, shipping_cents, discount_cents, total_cents, coupon,
+                              placed_at_us, created_at_us, updated_at_us, version, body_hash,
+                              doc, idem_key, payload, n)
+),
+new_orders AS (
+    INSERT INTO orders (order_id, customer_id, email, currency, status, subtotal_cents, tax_cents,
+                        shipping_cents, discount_cents, total_cents, coupon, placed_at_us,
+                        created_at_us, updated_at_us, version, body_hash, search)
+    SELECT order_id, customer_id, email, currency, status, subtotal_cents, tax_cents,
+           shipping_cents, discount_cents, total_cents, coupon, placed_at_us,
+           created_at_us, updated_at_us, version, body_hash, to_tsvector('simple', doc)
+    FROM input ORDER BY n
+    ",
+            $on_conflict,
+            "
+    RETURNING order_id
+),
+fresh AS MATERIALIZED (
+    SELECT * FROM input WHERE order_id IN (SELECT order_id FROM new_orders)
+),
+new_keys AS (
+    INSERT INTO order_idempotency_keys (idem_key, body_hash, order_id, created_at_us)
+    SELECT idem_key, body_hash, order_id, created_at_us FROM fresh
+    WHERE idem_key IS NOT NULL ORDER BY n
+),
+new_lines AS (
+    INSERT INTO order_lines (order_id, line_no, product_id, sku, name, category, quantity, unit_price_cents)
+    SELECT l.order_id, l.line_no, l.product_id, l.sku, l.name, l.category, l.quantity, l.unit_price_cents
+    FROM unnest($20::text[], $21::int8[], $22::text[], $23::text[], $24::text[], $25::text[],
+                $26::int8[], $27::int8[])
+        AS l (order_id, line_no, product_id, sku, name, category, quantity, unit_price_cents)
+    WHERE l.order_id IN (SELECT order_id FROM fresh)
+),
+outbox_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared(74220602, hashtext(current_schema()))
+),
+new_changes AS (
+    INSERT INTO order_changes (order_id, version, kind, payload, at_us)
+    SELECT f.order_id, f.version, $28, f.payload, f.created_at_us
+    FROM fresh f CROSS JOIN outbox_lock
+    ORDER BY f.n
+)
+SELECT n FROM fresh"
+        )
+    };
+}
+
+/// [`pg_insert_new!`] inside the batch's transaction: stored order ids are
+/// skipped.
+const PG_INSERT_NEW: &str = pg_insert_new!("ON CONFLICT (order_id) DO NOTHING");
+/// [`pg_insert_new!`] as a transaction of its own: every order is inserted
+/// or none.
+const PG_INSERT_NEW_ALONE: &str = pg_insert_new!("");
+
+/// The arguments of [`pg_insert_new!`]: the columns of some orders and of
+/// their lines, as arrays.
+#[derive(Default)]
+struct PgBatch<'a> {
+    order_id: Vec<&'a str>,
+    customer_id: Vec<&'a str>,
+    email: Vec<Option<&'a str>>,
+    currency: Vec<&'a str>,
+    status: Vec<&'a str>,
+    subtotal: Vec<i64>,
+    tax: Vec<i64>,
+    shipping: Vec<i64>,
+    discount: Vec<i64>,
+    total: Vec<i64>,
+    coupon: Vec<Option<&'a str>>,
+    placed_at: Vec<i64>,
+    created_at: Vec<i64>,
+    updated_at: Vec<i64>,
+    version: Vec<i64>,
+    hash: Vec<&'a str>,
+    doc: Vec<&'a str>,
+    key: Vec<Option<&'a str>>,
+    payload: Vec<String>,
+    line_order_id: Vec<&'a str>,
+    line_no: Vec<i64>,
+    line_product_id: Vec<&'a str>,
+    line_sku: Vec<Option<&'a str>>,
+    line_name: Vec<Option<&'a str>>,
+    line_category: Vec<Option<&'a str>>,
+    line_quantity: Vec<i64>,
+    line_price: Vec<i64>,
+}
+
+impl<'a> PgBatch<'a> {
+    fn new(items: &[(usize, &'a NewRow)]) -> Result<PgBatch<'a>> {
+        let mut b = PgBatch::default();
+        for &(_, item) in items {
+            let o = &item.order;
+            b.order_id.push(&o.order_id);
+            b.customer_id.push(&o.customer_id);
+            b.email.push(o.email.as_deref());
+            b.currency.push(&o.currency);
+            b.status.push(o.status.as_str());
+            b.subtotal.push(o.subtotal.cents());
+            b.tax.push(o.tax.cents());
+            b.shipping.push(o.shipping.cents());
+            b.discount.push(o.discount.cents());
+            b.total.push(o.total.cents());
+            b.coupon.push(o.coupon.as_deref());
+            b.placed_at.push(o.placed_at.timestamp_micros());
+            b.created_at.push(o.created_at.timestamp_micros());
+            b.updated_at.push(o.updated_at.timestamp_micros());
+            b.version.push(o.version);
+            b.hash.push(&item.hash);
+            b.doc.push(&item.doc);
+            b.key.push(item.key.as_deref());
+            b.payload.push(change_payload(o)?);
+            for (no, line) in (0_i64..).zip(&o.lines) {
+                b.line_order_id.push(&o.order_id);
+                b.line_no.push(no);
+                b.line_product_id.push(&line.product_id);
+                b.line_sku.push(line.sku.as_deref());
+                b.line_name.push(line.name.as_deref());
+                b.line_category.push(line.category.as_deref());
+                b.line_quantity.push(line.quantity);
+                b.line_price.push(line.unit_price.cents());
+            }
+        }
+        Ok(b)
+    }
+
+    /// Runs `sql` ([`PG_INSERT_NEW`] or [`PG_INSERT_NEW_ALONE`]) in the
+    /// transaction (`Ok`) or on its own (`Err`); returns the input
+    /// positions of the orders inserted, in order.
+    async fn insert(
+        &self,
+        sql: &'static str,
+        on: Result<&mut Tx, &Db>,
+    ) -> Result<Vec<usize>, sqlx::Error> {
+        let payload: Vec<&str> = self.payload.iter().map(String::as_str).collect();
+        let args = [
+            Arg::Texts(&self.order_id),
+            Arg::Texts(&self.customer_id),
+            Arg::OptTexts(&self.email),
+            Arg::Texts(&self.currency),
+            Arg::Texts(&self.status),
+            Arg::Ints(&self.subtotal),
+            Arg::Ints(&self.tax),
+            Arg::Ints(&self.shipping),
+            Arg::Ints(&self.discount),
+            Arg::Ints(&self.total),
+            Arg::OptTexts(&self.coupon),
+            Arg::Ints(&self.placed_at),
+            Arg::Ints(&self.created_at),
+            Arg::Ints(&self.updated_at),
+            Arg::Ints(&self.version),
+            Arg::Texts(&self.hash),
+            Arg::Texts(&self.doc),
+            Arg::OptTexts(&self.key),
+            Arg::Texts(&payload),
+            Arg::Texts(&self.line_order_id),
+            Arg::Ints(&self.line_no),
+            Arg::Texts(&self.line_product_id),
+            Arg::OptTexts(&self.line_sku),
+            Arg::OptTexts(&self.line_name),
+            Arg::OptTexts(&self.line_category),
+            Arg::Ints(&self.line_quantity),
+            Arg::Ints(&self.line_price),
+            Arg::Text(ChangeKind::Created.as_str()),
+        ];
+        let rows = match on {
+            Ok(tx) => tx.fetch_all(sql, &args).await?,
+            Err(db) => db.fetch_all(sql, &args).await?,
+        };
+        let mut positions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let n = usize::try_from(row.int(0)?).unwrap_or(0);
+            if n == 0 || n > self.order_id.len() {
+                return Err(sqlx::Error::Protocol(format!(
+                    "the batch INSERT returned position {n} of {}",
+                    self.order_id.len()
+                )));
+            }
+            positions.push(n - 1);
+        }
+        positions.sort_unstable();
+        Ok(positions)
+    }
+}
+
+/// Writes the `candidates` (see [`fast_candidates`]) that are new to the
+/// database with [`PG_INSERT_NEW`] in `tx`; returns those it wrote.
+async fn insert_new_pg<'a>(
+    tx: &mut Tx,
+    candidates: Vec<(usize, &'a NewRow)>,
+) -> Result<Vec<(usize, &'a NewRow)>> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let positions = PgBatch::new(&candidates)?
+        .insert(PG_INSERT_NEW, Ok(tx))
+        .await?;
+    Ok(positions.into_iter().map(|p| candidates[p]).collect())
+}
+
+/// PostgreSQL, a batch of new orders only: writes it with one statement
+/// in a transaction of its own ([`PG_INSERT_NEW_ALONE`]: one round trip,
+/// and the commit comes with its answer). `None` if the batch is anything
+/// else, or if the database refused the statement (an order id or key it
+/// has, a trigger): then nothing was written, and the batch goes the usual
+/// way. An error with an unknown outcome (a lost connection) is the batch's.
+async fn write_alone(db: &Db, jobs: &[Job]) -> Option<Result<Vec<Answer>, Failed>> {
+    if db.kind() != Kind::Postgres {
+        return None;
+    }
+    let candidates = fast_candidates(jobs);
+    if candidates.len() != jobs.len() {
+        return None;
+    }
+    let batch = match PgBatch::new(&candidates) {
+        Ok(b) => b,
+        Err(e) => return Some(Err(Failed::Batch(e))),
+    };
+    match batch.insert(PG_INSERT_NEW_ALONE, Err(db)).await {
+        Ok(positions) if positions.len() == candidates.len() => Some(Ok(candidates
+            .iter()
+            .map(|(_, item)| {
+                Answer::Created(Ok(Created {
+                    order: item.order.clone(),
+                    replayed: false,
+                }))
+            })
+            .collect())),
+        // (Cannot happen: the statement inserts all of them or fails.)
+        Ok(_) => Some(Err(Failed::Batch(OrderError::Database(
+            "internal error: the batch INSERT skipped an order".into(),
+        )))),
+        Err(sqlx::Error::Database(_)) => None,
+        Err(e) => Some(Err(Failed::Batch(e.into()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OUTBOX_LOCK_EXCLUSIVE;
+
+    #[test]
+    fn the_batch_statement_takes_the_outbox_lock_of_changes_after() {
+        let key = OUTBOX_LOCK_EXCLUSIVE
+            .strip_prefix("SELECT pg_advisory_xact_lock(")
+            .unwrap();
+        for sql in [PG_INSERT_NEW, PG_INSERT_NEW_ALONE] {
+            assert!(sql.contains(&format!("pg_advisory_xact_lock_shared({key}")));
+        }
+        assert!(PG_INSERT_NEW.contains("ON CONFLICT (order_id) DO NOTHING"));
+        assert!(!PG_INSERT_NEW_ALONE.contains("ON CONFLICT"));
+    }
 }
