@@ -1238,6 +1238,7 @@ fn spawn_scheduler(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("shoplake-pipeline")
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()?;
     let progress =

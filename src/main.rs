@@ -139,6 +139,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("shoplake")
+        // delta-rs and DataFusion futures are deep: 2 MiB (tokio's default)
+        // overflowed under sustained order load (the orders → lake copy)
+        .thread_stack_size(8 << 20)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(commands::dispatch(cli.command, &env))

@@ -43,6 +43,7 @@ impl QueryRuntime {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("shoplake-query")
+            .thread_stack_size(8 << 20)
             .enable_all()
             .build()?;
         Ok(QueryRuntime(Some(rt)))
