@@ -4,24 +4,12 @@ events (10M by default) is processed by `shoplake pipeline run`, then
 `shoplake serve` (scheduler off) answers each page R times after one warm-up
 request, over keep-alive HTTP/1.1 from this machine, with an API token.
 Reports p50 / p95 / max per page and writes its section of BENCHMARKS.md."""
-import argparse, http.client, json, os, shutil, socket, statistics, subprocess, sys, time
+import argparse, http.client, json, os, shutil, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, free_port, sh, write_section
 MARK = "<!-- dashboard: written by bench/dashboard -->"
 PAGES = ["/", "/funnel", "/products", "/customers", "/traffic", "/pipeline", "/sql", "/live",
          "/admin", "/api/live", "/api/reports/daily_kpis"]
-
-
-def sh(args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def main():
@@ -81,7 +69,7 @@ def main():
     finally:
         srv.terminate()
         srv.wait()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = cpu_model()
     commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
     date = time.strftime("%Y-%m-%d")
     worst = max(r["p95"] for p, r in results.items() if not p.startswith("/api/"))
@@ -97,16 +85,7 @@ def main():
     L += ["", f"Slowest page at p95: {worst:.0f} ms (target < 300 ms: **{'met' if worst < 300 else 'not met'}**). "
           "`/live` and `/sql` are static pages (Live fetches `/api/live`, which here finds no collected events: "
           "the lake holds generated files only); a wider range (the All preset, 90 days) is not measured.", ""]
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if MARK in text:
-        before, after = text.split(MARK, 1)
-        nxt = after.find("\n<!-- ")
-        rest = after[nxt:] if nxt >= 0 else ""
-        text = before.rstrip() + "\n\n" + "\n".join(L) + rest
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(L)
-    open(path, "w").write(text.rstrip() + "\n")
+    write_section(MARK, L)
     print(json.dumps({"events": ev, "results": results, "commit": commit}, indent=2))
 
 

@@ -18,23 +18,11 @@ Phases per backend:
      limit=50` with words from the catalogue's product names.
 Results: bench/out/orders.json and the orders section of BENCHMARKS.md.
 """
-import argparse, http.client, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, http.client, json, os, re, shutil, signal, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, free_port, sh, write_section
 MARK = "<!-- orders: written by bench/orders -->"
 PG = "postgres://postgres@127.0.0.1:5432/test"
-
-
-def sh(args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def psql(sql):
@@ -138,7 +126,7 @@ def run_backend(a, backend):
 
 
 def machine(a):
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = cpu_model()
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0) / 2**20
     tmp = tempfile.gettempdir()
     disk = sh(["df", "-h", "--output=source,fstype,size", tmp]).stdout.strip().splitlines()[-1].split()
@@ -221,16 +209,7 @@ def main():
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     json.dump(res, open(os.path.join(ROOT, "bench", "out", "orders.json"), "w"), indent=2)
     L = section(a, m, results)
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if MARK in text:
-        before, after = text.split(MARK, 1)
-        nxt = after.find("\n<!-- ")
-        rest = after[nxt:] if nxt >= 0 else ""
-        text = before.rstrip() + "\n\n" + "\n".join(L) + rest
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(L)
-    open(path, "w").write(text.rstrip() + "\n")
+    write_section(MARK, L)
     print(json.dumps(res, indent=2))
 
 

@@ -5,12 +5,8 @@ runs each; reports the median pipeline time of each, the quality step's own
 time, and the overhead. Writes its section of BENCHMARKS.md."""
 import argparse, json, os, shutil, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, sh, write_section
 MARK = "<!-- quality: written by bench/quality -->"
-
-
-def sh(args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
 
 
 def main():
@@ -50,7 +46,7 @@ def main():
     off = statistics.median(r["wall"] for r in runs["off"])
     on = statistics.median(r["wall"] for r in runs["on"])
     qstep = statistics.median(r["quality"] for r in runs["on"])
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = cpu_model()
     commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
     res = {"events": ev, "runs": runs, "median_off_s": off, "median_on_s": on, "median_quality_step_s": qstep,
            "overhead_pct": (on - off) / off * 100, "quality_step_pct_of_run": qstep / on * 100,
@@ -73,15 +69,7 @@ def main():
          f"(off: {walls('off')}; on: {walls('on')}); "
          "the quality step's own time is the cost."
          " Row-level checks of a table share one scan.", ""]
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if MARK in text:  # replace this section only, up to the next marked one
-        before, after = text.split(MARK, 1)
-        nxt = after.find("\n<!-- ")
-        text = before.rstrip() + "\n\n" + "\n".join(L) + (after[nxt:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(L)
-    open(path, "w").write(text.rstrip() + "\n")
+    write_section(MARK, L)
 
 
 if __name__ == "__main__":

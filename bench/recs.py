@@ -9,23 +9,11 @@ its view), then each kind at fixed rates over 8 connections from the Rust
 client `orderload --paths` (open loop, latency from the intended send time,
 so queueing shows). Reports p50 / p99 / max and writes its section of
 BENCHMARKS.md."""
-import argparse, http.client, json, os, random, shutil, socket, subprocess, sys, threading, time
+import argparse, http.client, json, os, random, shutil, subprocess, sys, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, cpu_model, free_port, sh, write_section
 MARK = "<!-- recs: written by bench/recs -->"
 KEY = "bench-write-key-1"
-
-
-def sh(args, **kw):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def pct(xs, q):
@@ -167,7 +155,7 @@ def main():
     finally:
         srv.terminate()
         srv.wait()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = cpu_model()
     commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip()
     date = time.strftime("%Y-%m-%d")
     worst = max(r["p99"] for r in results.values())
@@ -192,16 +180,7 @@ def main():
           "Paced latencies include up to ~1 ms of the client's own timer (tokio's millisecond timer wheel "
           "schedules each intended send), which is why their p50 sits above the closed-loop one. "
           "The model's quality figure is for this shop's size; the default demo data's is in docs/ml.md.", ""]
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    text = open(path).read()
-    if MARK in text:
-        before, after = text.split(MARK, 1)
-        nxt = after.find("\n<!-- ")
-        rest = after[nxt:] if nxt >= 0 else ""
-        text = before.rstrip() + "\n\n" + "\n".join(L) + rest
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(L)
-    open(path, "w").write(text.rstrip() + "\n")
+    write_section(MARK, L)
     print(json.dumps({"results": results, "commit": commit}, indent=2))
 
 
