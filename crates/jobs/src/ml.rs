@@ -98,15 +98,23 @@ pub fn models_dir(lake: &Lake) -> PathBuf {
     lake.data_dir().join("models")
 }
 
+/// The version folder (`v<N>`) of the model in use of `kind`, as
+/// `models/<kind>/current` names it (None: never trained).
+pub fn current_version(lake: &Lake, kind: Kind) -> Option<String> {
+    let p = models_dir(lake).join(kind.name()).join("current");
+    std::fs::read_to_string(p)
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
 /// The model in use of each kind that has one.
 pub fn status(lake: &Lake) -> Result<Vec<ModelMeta>> {
     let mut out = Vec::new();
     for kind in Kind::ALL {
-        let dir = models_dir(lake).join(kind.name());
-        let Ok(v) = std::fs::read_to_string(dir.join("current")) else {
+        let Some(v) = current_version(lake, kind) else {
             continue;
         };
-        let path = dir.join(v.trim()).join("meta.json");
+        let path = models_dir(lake).join(kind.name()).join(v).join("meta.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| JobError::Internal(format!("{}: {e}", path.display())))?;
         out.push(
@@ -122,11 +130,10 @@ pub fn load_current<T: serde::de::DeserializeOwned>(
     lake: &Lake,
     kind: Kind,
 ) -> Result<Option<(ModelMeta, T)>> {
-    let dir = models_dir(lake).join(kind.name());
-    let Ok(v) = std::fs::read_to_string(dir.join("current")) else {
+    let Some(v) = current_version(lake, kind) else {
         return Ok(None);
     };
-    let dir = dir.join(v.trim());
+    let dir = models_dir(lake).join(kind.name()).join(v);
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read_to_string(&p).map_err(|e| JobError::Internal(format!("{}: {e}", p.display())))

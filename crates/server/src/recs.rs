@@ -195,16 +195,6 @@ pub(crate) fn router(state: Arc<Recs>) -> Router {
         .with_state(state)
 }
 
-/// The version named by `models/recs/current`, if any.
-fn current_version(lake: &shoplake_lake::Lake) -> Option<String> {
-    let p = shoplake_jobs::ml::models_dir(lake)
-        .join(Kind::Recs.name())
-        .join("current");
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
 /// Loads the model in use (None if never trained).
 fn load(lake: &shoplake_lake::Lake) -> shoplake_jobs::Result<Option<Loaded>> {
     Ok(
@@ -231,7 +221,7 @@ impl Recs {
     pub(crate) async fn keep_loaded(self: Arc<Self>) {
         let mut seen: Option<String> = None;
         loop {
-            let now = current_version(&self.api.lake);
+            let now = shoplake_jobs::ml::current_version(&self.api.lake, Kind::Recs);
             if now != seen {
                 let lake = self.api.lake.clone();
                 match tokio::task::spawn_blocking(move || load(&lake)).await {
