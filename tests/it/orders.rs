@@ -502,3 +502,194 @@ async fn the_server_keeps_orders_in_postgresql_when_told_to() {
         ])
         .status();
 }
+
+/// The last commit of `table`'s Delta log: its `commitInfo` line.
+fn last_commit_info(fx: &Fixture, table: &shoplake_core::schema::Table) -> serde_json::Value {
+    let log = fx.lake.table_dir(table).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let text = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find_map(|a| a.get("commitInfo").cloned())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lake_copy_appends_new_orders_replaces_changed_ones_and_resumes_between_the_two() {
+    use shoplake_core::schema::{ORDERS, TRANSACTIONS};
+    use shoplake_orders::{NewOrder, OrderStore, Status};
+    use shoplake_server::orders::{sync, sync_appends_only};
+
+    let fx = Fixture::with(&small_config());
+    let store = OrderStore::open_sqlite(fx.dir.path().join("orders.db"))
+        .await
+        .unwrap();
+    let engine = fx.engine();
+    let create = |id: &str| {
+        let new: NewOrder = serde_json::from_value(order(
+            id,
+            "c-1",
+            &[("P1", "Trail runner", 1, "59.90"), ("P2", "Socks", 2, "7")],
+        ))
+        .unwrap();
+        let store = &store;
+        async move { store.create(&new, None).await.unwrap() }
+    };
+    let to = |id: &'static str, st: Status| {
+        let store = &store;
+        async move { store.transition(id, st, None, "test", None).await.unwrap() }
+    };
+    let table = |sql: &'static str| {
+        let engine = &engine;
+        async move {
+            let rows = query(engine, sql).await;
+            (0..rows.len())
+                .map(|i| {
+                    let r = rows.row(i);
+                    format!("{}:{}", r.str("order_id"), r.str("s"))
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let orders = || table("SELECT order_id, status AS s FROM processed.orders ORDER BY 1");
+    let lines = || {
+        table(
+            "SELECT order_id, CAST(count(*) AS VARCHAR) || status AS s FROM processed.transactions \
+             WHERE source = 'orders_api' GROUP BY order_id, status ORDER BY 1",
+        )
+    };
+
+    // new orders only: blind appends, whatever the day already holds
+    create("o-1").await;
+    create("o-2").await;
+    assert_eq!(sync(&store, &fx.lake).await.unwrap(), 2);
+    assert_eq!(orders().await, ["o-1:placed", "o-2:placed"]);
+    assert_eq!(lines().await, ["o-1:2completed", "o-2:2completed"]);
+    create("o-3").await;
+    assert_eq!(sync(&store, &fx.lake).await.unwrap(), 1);
+    for t in [&ORDERS, &TRANSACTIONS] {
+        let info = last_commit_info(&fx, t);
+        assert_eq!(
+            info["operationParameters"]["mode"],
+            "Append",
+            "{}: {info}",
+            t.qualified()
+        );
+    }
+
+    // a change to an order already copied is a replace; a crash between the
+    // append of new orders and that replace loses and repeats nothing
+    to("o-1", Status::Paid).await;
+    create("o-4").await;
+    sync_appends_only(&store, &fx.lake).await.unwrap();
+    assert_eq!(
+        orders().await,
+        ["o-1:placed", "o-2:placed", "o-3:placed", "o-4:placed"]
+    );
+    sync(&store, &fx.lake).await.unwrap();
+    assert_eq!(
+        orders().await,
+        ["o-1:paid", "o-2:placed", "o-3:placed", "o-4:placed"]
+    );
+    assert_eq!(
+        last_commit_info(&fx, &ORDERS)["operationParameters"]["mode"],
+        "Overwrite",
+        "a replace"
+    );
+
+    // created and cancelled between two copies: appended as cancelled, no
+    // lines; a cancelled order loses its lines; a refund marks them
+    create("o-5").await;
+    to("o-5", Status::Cancelled).await;
+    to("o-2", Status::Cancelled).await;
+    to("o-1", Status::Refunded).await;
+    sync(&store, &fx.lake).await.unwrap();
+    assert_eq!(
+        orders().await,
+        [
+            "o-1:refunded",
+            "o-2:cancelled",
+            "o-3:placed",
+            "o-4:placed",
+            "o-5:cancelled"
+        ]
+    );
+    assert_eq!(
+        lines().await,
+        ["o-1:2refunded", "o-3:2completed", "o-4:2completed"]
+    );
+    // nothing new: nothing read, nothing committed
+    let version = fx.lake.load(&ORDERS).await.unwrap().unwrap().version();
+    assert_eq!(sync(&store, &fx.lake).await.unwrap(), 0);
+    assert_eq!(
+        fx.lake.load(&ORDERS).await.unwrap().unwrap().version(),
+        version
+    );
+}
+
+/// Thousands of orders changed between two copies are replaced by a task on
+/// a 2 MiB stack (tokio's default): delta-rs walks an `IN` list's items
+/// recursively, and one of 10,000 order ids overflowed the stack and
+/// aborted `serve`.
+#[test]
+fn thousands_of_changed_orders_are_copied_on_a_default_sized_stack() {
+    use shoplake_orders::{NewOrder, OrderStore, Status};
+    const N: usize = 5_000;
+    let fx = Fixture::with(&small_config());
+    let lake = fx.lake.clone();
+    let db = fx.dir.path().join("orders.db");
+    let run = move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let store = OrderStore::open_sqlite(&db).await.unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..N {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    let id = format!("o-{i:05}");
+                    let new: NewOrder =
+                        serde_json::from_value(order(&id, "c-1", &[("P1", "Mug", 1, "9.50")]))
+                            .unwrap();
+                    store.create(&new, None).await.unwrap();
+                    id
+                });
+            }
+            let ids = tasks.join_all().await;
+            while shoplake_server::orders::sync(&store, &lake).await.unwrap() > 0 {}
+            let mut tasks = tokio::task::JoinSet::new();
+            for id in ids {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    store
+                        .transition(&id, Status::Paid, None, "test", None)
+                        .await
+                        .unwrap();
+                });
+            }
+            tasks.join_all().await;
+            let read = shoplake_server::orders::sync(&store, &lake).await.unwrap();
+            assert_eq!(read, N, "the changes are read in one batch");
+        });
+    };
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .unwrap();
+    let engine = fx.engine();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let paid = rt.block_on(query(
+        &engine,
+        "SELECT count(*) AS n FROM processed.orders WHERE status = 'paid'",
+    ));
+    assert_eq!(paid.row(0).i64("n"), N as i64);
+}

@@ -439,7 +439,7 @@ impl Lake {
         batches: Vec<RecordBatch>,
         mode: WriteMode,
     ) -> Result<WriteStats> {
-        self.write_txn(t, batches, mode, None).await
+        self.write_txn(t, batches, mode, &[]).await
     }
 
     /// [`Lake::write`] in a commit that also records `version` as `app_id`'s
@@ -461,16 +461,34 @@ impl Lake {
         {
             return Ok(None);
         }
-        let stats = self
-            .write_txn(t, batches, mode, Some((app_id, version)))
-            .await?;
-        if stats.version.is_none() {
-            // nothing to write or delete: an empty commit records the version
-            if let Some(a) = self.begin_append_once(t, app_id, version).await? {
-                return a.commit().await.map(Some);
+        self.write_recording(t, batches, mode, &[(app_id, version)])
+            .await
+            .map(Some)
+    }
+
+    /// [`Lake::write`] in a commit that records every `(app_id, version)` of
+    /// `txns` as that application's transaction version, without checking
+    /// the versions recorded before (the caller read them). A write that
+    /// changes no rows still records the versions, in an empty commit.
+    pub async fn write_recording(
+        &self,
+        t: &'static Table,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        txns: &[(&str, i64)],
+    ) -> Result<WriteStats> {
+        let stats = self.write_txn(t, batches, mode, txns).await?;
+        if stats.version.is_none()
+            && let Some((first, rest)) = txns.split_first()
+        {
+            // nothing to write or delete: an empty commit records the versions
+            let mut a = self.begin_append(t, first.0, first.1).await?;
+            for (app, v) in rest {
+                a.also_record(app, *v);
             }
+            return a.commit().await;
         }
-        Ok(Some(stats))
+        Ok(stats)
     }
 
     async fn write_txn(
@@ -478,16 +496,16 @@ impl Lake {
         t: &Table,
         batches: Vec<RecordBatch>,
         mode: WriteMode,
-        txn: Option<(&str, i64)>,
+        txns: &[(&str, i64)],
     ) -> Result<WriteStats> {
         use deltalake::kernel::Transaction;
         use deltalake::kernel::transaction::CommitProperties;
         let props = || {
-            let p = CommitProperties::default();
-            match txn {
-                Some((app, v)) => p.with_application_transaction(Transaction::new(app, v)),
-                None => p,
-            }
+            CommitProperties::default().with_application_transactions(
+                txns.iter()
+                    .map(|(app, v)| Transaction::new(*app, *v))
+                    .collect(),
+            )
         };
         let t0 = std::time::Instant::now();
         let table = self.ensure_table(t).await?;
@@ -928,8 +946,7 @@ impl Lake {
             props: self.writer_properties(),
             writer: None,
             rows: 0,
-            app_id: app_id.to_string(),
-            version,
+            txns: vec![(app_id.to_string(), version)],
             started: std::time::Instant::now(),
             open: Arc::clone(&self.open),
         }
@@ -955,8 +972,8 @@ pub struct Appender {
     props: WriterProperties,
     writer: Option<deltalake::writer::RecordBatchWriter>,
     rows: u64,
-    app_id: String,
-    version: i64,
+    /// The transaction versions the commit records: `(app_id, version)`.
+    txns: Vec<(String, i64)>,
     started: std::time::Instant,
     /// The lake's open tables: the commit leaves its new state there.
     open: Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
@@ -967,7 +984,7 @@ impl std::fmt::Debug for Appender {
         f.debug_struct("Appender")
             .field("table", &self.t.qualified())
             .field("rows", &self.rows)
-            .field("version", &self.version)
+            .field("txns", &self.txns)
             .finish_non_exhaustive()
     }
 }
@@ -976,6 +993,12 @@ impl Appender {
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Makes the commit record `version` as `app_id`'s transaction version
+    /// too.
+    pub fn also_record(&mut self, app_id: &str, version: i64) {
+        self.txns.push((app_id.to_string(), version));
     }
 
     /// Encodes `batch` (conformed to the table's schema) into the commit.
@@ -1019,15 +1042,19 @@ impl Appender {
             partition_by: t.partition.map(|p| vec![p.to_string()]),
             predicate: None,
         };
-        let props = CommitProperties::default()
-            .with_application_transaction(Transaction::new(&self.app_id, self.version));
+        let props = CommitProperties::default().with_application_transactions(
+            self.txns
+                .iter()
+                .map(|(app, v)| Transaction::new(app, *v))
+                .collect(),
+        );
         let snapshot = self.table.snapshot().map_err(err)?;
         let commit = CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(snapshot), self.table.log_store(), op)
             .await
             .map_err(err)?;
-        tracing::debug!(table = %t.qualified(), rows = self.rows, version = self.version, ms = self.started.elapsed().as_millis() as u64, "committed (stream)");
+        tracing::debug!(table = %t.qualified(), rows = self.rows, txns = ?self.txns, ms = self.started.elapsed().as_millis() as u64, "committed (stream)");
         let version = commit.version();
         // the commit read the log up to its own version: keep that state,
         // so the next load need not list the log again

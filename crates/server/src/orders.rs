@@ -42,8 +42,13 @@ use tokio::sync::watch;
 use crate::api::Api;
 use crate::auth::{self, Principal};
 
-/// The application id of the lake commits that copy orders.
+/// The application id of the lake commits that copy orders: its
+/// transaction version is the last outbox change fully in the table.
 pub const SYNC_APP: &str = "shoplake-orders-sync";
+
+/// The application id whose transaction version is the last outbox change
+/// up to which every *created* order is in the table (see [`sync`]).
+pub const SYNC_NEW_APP: &str = "shoplake-orders-sync-new";
 
 /// State of the orders routes.
 pub(crate) struct Orders {
@@ -349,22 +354,61 @@ pub(crate) async fn run_sync(
     }
 }
 
-/// One copy of the outbox's changes after the lake's position; returns the
+/// One copy of the outbox's changes after the lake's positions; returns the
 /// changes read.
+///
+/// Each table keeps two positions as Delta transaction versions: up to
+/// [`SYNC_NEW_APP`]'s, every order created is in the table; up to
+/// [`SYNC_APP`]'s, every change is (and the table holds each order's latest
+/// state). Orders created since are *appended*, in their latest state: a
+/// blind append that reads nothing, so a steady stream of new orders costs
+/// the same however many the day already holds. Only orders created before
+/// and changed since are *replaced*, by a predicate on their ids. The two
+/// steps are two commits when both have work (the positions tell a restart
+/// where it stopped) and one otherwise.
 pub async fn sync(store: &OrderStore, lake: &Lake) -> Result<usize, String> {
-    let at = |t: &'static schema::Table| async move {
-        lake.txn_version(t, SYNC_APP)
-            .await
-            .map(|v| v.unwrap_or(0))
-            .map_err(|e| e.to_string())
-    };
-    let done_orders = at(&schema::ORDERS).await?;
-    let done_lines = at(&schema::TRANSACTIONS).await?;
+    sync_steps(store, lake, true).await
+}
+
+/// [`sync`] without its replace step: what a crash between the two commits
+/// leaves, for tests.
+#[doc(hidden)]
+pub async fn sync_appends_only(store: &OrderStore, lake: &Lake) -> Result<usize, String> {
+    sync_steps(store, lake, false).await
+}
+
+/// The most orders one replace commit rewrites. delta-rs turns the
+/// predicate's `order_id IN (...)` into a chain of `OR`s that it walks
+/// recursively, about one stack frame per id: 10,000 ids overflowed a
+/// thread's stack and aborted `serve` (deltalake-core 1.1).
+const MAX_REPLACED: usize = 500;
+
+/// A table's positions in the outbox (see [`sync`]).
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// Every change up to here is in the table.
+    changed: i64,
+    /// Every order created up to here is in the table (≥ `changed`).
+    created: i64,
+}
+
+async fn position(lake: &Lake, t: &'static schema::Table) -> Result<Position, String> {
+    let at = |app| async move { lake.txn_version(t, app).await.map_err(|e| e.to_string()) };
+    let changed = at(SYNC_APP).await?;
+    // a lake copied before SYNC_NEW_APP existed recorded SYNC_APP alone
+    let created = at(SYNC_NEW_APP).await?.or(changed);
+    Ok(Position {
+        changed: changed.unwrap_or(0),
+        created: created.unwrap_or(0),
+    })
+}
+
+async fn sync_steps(store: &OrderStore, lake: &Lake, replace: bool) -> Result<usize, String> {
+    let at_orders = position(lake, &schema::ORDERS).await?;
+    let at_lines = position(lake, &schema::TRANSACTIONS).await?;
+    let from = at_orders.changed.min(at_lines.changed);
     let changes = store
-        .changes_after(
-            done_orders.min(done_lines),
-            shoplake_orders::MAX_CHANGES_BATCH,
-        )
+        .changes_after(from, shoplake_orders::MAX_CHANGES_BATCH)
         .await
         .map_err(|e| e.to_string())?;
     let Some(last) = changes.last().map(|c| c.seq) else {
@@ -382,48 +426,150 @@ pub async fn sync(store: &OrderStore, lake: &Lake) -> Result<usize, String> {
             }
         }
     }
-    let mut orders: Vec<&Order> = latest.values().collect();
-    orders.sort_by(|a, b| (a.placed_at, &a.order_id).cmp(&(b.placed_at, &b.order_id)));
-    let dates: BTreeSet<i32> = orders.iter().map(|o| day_of(o)).collect();
-    let dates: Vec<i32> = dates.into_iter().collect();
-    let ids = orders
-        .iter()
-        .map(|o| format!("'{}'", o.order_id.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let within = format!(
-        "{} AND order_id IN ({ids})",
-        shoplake_lake::dates_predicate(&dates)
-    );
-    let err = |e: shoplake_lake::LakeError| e.to_string();
-    lake.write_once(
-        &schema::ORDERS,
-        vec![orders_batch(&orders).map_err(|e| e.to_string())?],
-        WriteMode::Replace(within.clone()),
-        SYNC_APP,
-        last,
-    )
-    .await
-    .map_err(err)?;
-    lake.write_once(
-        &schema::TRANSACTIONS,
-        vec![lines_batch(&orders).map_err(|e| e.to_string())?],
-        WriteMode::Replace(format!("{within} AND source = 'orders_api'")),
-        SYNC_APP,
-        last,
-    )
-    .await
-    .map_err(err)?;
-    for d in &dates {
+    let mut days = BTreeSet::new();
+    for (t, lines, at) in [
+        (&schema::ORDERS, false, at_orders),
+        (&schema::TRANSACTIONS, true, at_lines),
+    ] {
+        let copy = Copy {
+            lake,
+            t,
+            lines,
+            at,
+            last,
+            latest: &latest,
+        };
+        days.extend(copy.run(&changes, replace).await?);
+    }
+    for d in &days {
         shoplake_lake::state::mark_day(lake, shoplake_lake::state::Marks::Orders, *d);
     }
     tracing::debug!(
         changes = changes.len(),
-        orders = orders.len(),
+        orders = latest.len(),
         seq = last,
         "orders copied into the lake"
     );
     Ok(changes.len())
+}
+
+/// One table's part of a [`sync`].
+struct Copy<'a> {
+    lake: &'a Lake,
+    t: &'static schema::Table,
+    /// `processed.transactions` (one row per line), not `processed.orders`.
+    lines: bool,
+    at: Position,
+    /// The last change read.
+    last: i64,
+    /// Each order's latest state among the changes read.
+    latest: &'a HashMap<String, Order>,
+}
+
+impl Copy<'_> {
+    /// Appends the new orders and replaces the changed ones; returns the
+    /// days (of `placed_at`) written.
+    async fn run(
+        &self,
+        changes: &[shoplake_orders::OrderChange],
+        replace: bool,
+    ) -> Result<BTreeSet<i32>, String> {
+        use shoplake_orders::ChangeKind;
+        let err = |e: shoplake_lake::LakeError| e.to_string();
+        let fresh: BTreeSet<&str> = changes
+            .iter()
+            .filter(|c| c.seq > self.at.created && c.kind == ChangeKind::Created)
+            .map(|c| c.order_id.as_str())
+            .collect();
+        let changed: BTreeSet<&str> = changes
+            .iter()
+            .filter(|c| c.seq > self.at.changed && !fresh.contains(c.order_id.as_str()))
+            .map(|c| c.order_id.as_str())
+            .collect();
+        let mut days = BTreeSet::new();
+        if self.at.created < self.last && (!fresh.is_empty() || changed.is_empty()) {
+            let orders = self.orders(&fresh)?;
+            days.extend(orders.iter().map(|o| day_of(o)));
+            let Some(mut a) = self
+                .lake
+                .begin_append_once(self.t, SYNC_NEW_APP, self.last)
+                .await
+                .map_err(err)?
+            else {
+                return Err(format!(
+                    "{} changed under the order copy (another server copying the same orders?)",
+                    self.t.qualified()
+                ));
+            };
+            a.write(self.batch(&orders)?).await.map_err(err)?;
+            if changed.is_empty() {
+                a.also_record(SYNC_APP, self.last);
+            }
+            a.commit().await.map_err(err)?;
+        }
+        if changed.is_empty() || !replace {
+            return Ok(days);
+        }
+        let orders = self.orders(&changed)?;
+        let chunks: Vec<&[&Order]> = orders.chunks(MAX_REPLACED).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let dates: BTreeSet<i32> = chunk.iter().map(|o| day_of(o)).collect();
+            let dates: Vec<i32> = dates.into_iter().collect();
+            let ids = chunk
+                .iter()
+                .map(|o| format!("'{}'", o.order_id.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut within = format!(
+                "{} AND order_id IN ({ids})",
+                shoplake_lake::dates_predicate(&dates)
+            );
+            if self.lines {
+                within.push_str(" AND source = 'orders_api'");
+            }
+            // the positions move with the last piece: a crash before it
+            // replaces the pieces again, which changes nothing
+            let txns: &[(&str, i64)] = if i + 1 == chunks.len() {
+                &[(SYNC_APP, self.last), (SYNC_NEW_APP, self.last)]
+            } else {
+                &[]
+            };
+            self.lake
+                .write_recording(
+                    self.t,
+                    vec![self.batch(chunk)?],
+                    WriteMode::Replace(within),
+                    txns,
+                )
+                .await
+                .map_err(err)?;
+            days.extend(dates);
+        }
+        Ok(days)
+    }
+
+    /// The latest state of `ids`, by `placed_at` then id.
+    fn orders(&self, ids: &BTreeSet<&str>) -> Result<Vec<&Order>, String> {
+        let mut orders = ids
+            .iter()
+            .map(|id| {
+                self.latest
+                    .get(*id)
+                    .ok_or_else(|| format!("order {id} changed but has no state"))
+            })
+            .collect::<Result<Vec<&Order>, String>>()?;
+        orders.sort_by(|a, b| (a.placed_at, &a.order_id).cmp(&(b.placed_at, &b.order_id)));
+        Ok(orders)
+    }
+
+    fn batch(&self, orders: &[&Order]) -> Result<RecordBatch, String> {
+        if self.lines {
+            lines_batch(orders)
+        } else {
+            orders_batch(orders)
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// The order's business date: the UTC day it was placed.
