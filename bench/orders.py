@@ -56,7 +56,7 @@ def run_backend(a, backend):
     addr = f"127.0.0.1:{port}"
     # the orders API alone: the pipeline scheduler and lake maintenance off
     env = dict(os.environ, SHOPLAKE_PIPELINE__SCHEDULE="", SHOPLAKE_PIPELINE__WATCH_SECS="0",
-               SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="")
+               SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="", SHOPLAKE_ML__SCHEDULE="")
     srv = subprocess.Popen([a.bin, "--data", data, "-q", "serve", "--addr", addr, "--orders-db", orders_db],
                            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(data, "serve.log"), "w"))
     res = {"backend": backend}
