@@ -17,7 +17,8 @@
 //! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
 //! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
 //! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention;
-//! * [`ml`] — segments, churn, recommendations and lifetime value.
+//! * [`ml`] — segments, churn, recommendations and lifetime value;
+//! * [`pgcopy`] — Arrow record batches in PostgreSQL's binary `COPY` format.
 #![deny(missing_docs)]
 
 pub mod accounts;
@@ -26,6 +27,7 @@ pub mod curate;
 pub mod etl;
 pub mod maintain;
 pub mod ml;
+pub mod pgcopy;
 pub mod pipeline;
 pub mod quality;
 pub mod schedule;
