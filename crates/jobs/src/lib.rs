@@ -18,7 +18,8 @@
 //! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
 //! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention;
 //! * [`ml`] — segments, churn, recommendations and lifetime value;
-//! * [`pgcopy`] — Arrow record batches in PostgreSQL's binary `COPY` format.
+//! * [`warehouse`] — incremental loads of lake tables into PostgreSQL, over
+//!   [`pgcopy`], Arrow in PostgreSQL's binary `COPY` format.
 #![deny(missing_docs)]
 
 pub mod accounts;
@@ -33,6 +34,7 @@ pub mod quality;
 pub mod schedule;
 pub mod sessions;
 pub mod store;
+pub mod warehouse;
 
 mod error;
 
