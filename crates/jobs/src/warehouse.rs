@@ -15,7 +15,9 @@
 //!   column (`date`), the commits since the recorded version name the
 //!   partitions whose files were added or removed with a data change
 //!   (compactions are not); those partitions' rows are deleted and copied
-//!   again. A table without partitions is replaced whole.
+//!   again. More than [`LoadOptions::log_reads_max`] commits behind (a
+//!   table written every second), the table's files at the two versions
+//!   are compared instead. A table without partitions is replaced whole.
 //! * **Full reload** when there is no state row, the target table is new,
 //!   the Delta table was recreated (another id, or a version below the one
 //!   recorded), a commit in between is gone (its log entry trimmed), a
@@ -29,7 +31,7 @@
 //!   makes two loads of one table take turns; the second then sees the
 //!   first's state and skips what it loaded.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,22 @@ pub struct LoadOptions {
     pub tables: Vec<&'static Table>,
     /// Reload every row, whatever the state says.
     pub full: bool,
+    /// Commits read one by one to find the partitions that changed; with
+    /// more since the last load, the table's files at the two versions are
+    /// compared instead (which also counts compacted partitions as changed).
+    pub log_reads_max: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            url: String::new(),
+            schema: DEFAULT_SCHEMA.to_string(),
+            tables: Vec::new(),
+            full: false,
+            log_reads_max: 1_000,
+        }
+    }
 }
 
 /// What one table's load did.
@@ -391,6 +409,9 @@ async fn load_table(
             s.version
         )),
         (Some(s), _) => match partition_cols.as_slice() {
+            [col] if version - s.version > opts.log_reads_max => {
+                diff_files(&table, s.version, col).await?
+            }
             [col] => changed_partitions(&table, s.version, version, col).await?,
             [] => Plan::Full("not partitioned".into()),
             _ => Plan::Full("partitioned by several columns".into()),
@@ -670,6 +691,38 @@ async fn reconcile_columns(
         tracing::info!(target = %target, columns = %added.join(", "), "new columns added");
     }
     Ok(added)
+}
+
+/// The partitions of the files `table` (as loaded) and its version `from`
+/// do not share; a full reload when version `from` cannot be read back.
+async fn diff_files(table: &DeltaTable, from: u64, col: &str) -> Result<Plan> {
+    let mut old = table.clone();
+    if let Err(e) = old.load_version(from).await {
+        return Ok(Plan::Full(format!(
+            "version {from} cannot be read back to compare with ({e})"
+        )));
+    }
+    let files = |t: &DeltaTable| -> Result<BTreeMap<String, Option<String>>> {
+        let snapshot = t.snapshot().map_err(|e| {
+            JobError::Lake(shoplake_lake::LakeError::delta(t.log_store().name(), e))
+        })?;
+        Ok(snapshot
+            .log_data()
+            .iter()
+            .map(|f| {
+                let part = f.partition_values_map().remove(col).flatten();
+                (f.path().into_owned(), part)
+            })
+            .collect())
+    };
+    let (before, now) = (files(&old)?, files(table)?);
+    let parts = before
+        .iter()
+        .filter(|(path, _)| !now.contains_key(*path))
+        .chain(now.iter().filter(|(path, _)| !before.contains_key(*path)))
+        .map(|(_, part)| part.clone())
+        .collect();
+    Ok(Plan::Partitions(parts))
 }
 
 /// The partitions with a data change in the commits after `from` up to
