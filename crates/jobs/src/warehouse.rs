@@ -806,7 +806,10 @@ async fn copy_rows(
         .map_err(df_err)?;
     let mut encoder = CopyEncoder::new(fields)?;
 
+    // full chunks go to the sender; sent ones come back to be filled again
+    // (fresh 1 MiB buffers cost the kernel a page zeroing each)
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (back, mut free) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let table_name = t.qualified();
     let producer = tokio::spawn(async move {
         let mut buf = Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 2);
@@ -823,8 +826,10 @@ async fn copy_rows(
             encoder.encode(&batch, &mut buf)?;
             encode += t.elapsed();
             if buf.len() >= CHUNK_BYTES {
-                let full =
-                    std::mem::replace(&mut buf, Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 2));
+                let next = free
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 2));
+                let full = std::mem::replace(&mut buf, next);
                 if tx.send(full).await.is_err() {
                     return Ok((rows, encoder.nul_dropped())); // the COPY failed; it reports why
                 }
@@ -845,14 +850,16 @@ async fn copy_rows(
         .map_err(|e| pg_err(&copy_sql, e))?;
     let mut send_err = None;
     let (mut bytes, mut sending) = (0usize, Duration::ZERO);
-    while let Some(chunk) = rx.recv().await {
+    while let Some(mut chunk) = rx.recv().await {
         let t = Instant::now();
         bytes += chunk.len();
-        if let Err(e) = copy.send(chunk).await {
+        if let Err(e) = copy.send(chunk.as_slice()).await {
             send_err = Some(e);
             break;
         }
         sending += t.elapsed();
+        chunk.clear();
+        let _ = back.try_send(chunk);
     }
     drop(rx);
     let produced = producer
