@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use shoplake_core::schema::{
-    ColType, EVENTS, ORDER_LINES, Storage, TABLES, TRANSACTIONS, Table, Zone,
+    ColType, EVENTS, ORDER_LINES, PRODUCT_PERFORMANCE, Storage, TABLES, TRANSACTIONS, Table, Zone,
 };
 use shoplake_jobs::pgcopy::{CopyEncoder, HEADER, PgType, TRAILER};
 use shoplake_jobs::pipeline::{PipelineOptions, Quiet};
@@ -398,7 +398,7 @@ async fn load_replaces_only_the_changed_day_adds_new_columns_and_a_failed_load_c
     };
     let fx = Fixture::with(&small_config());
     fx.run(&PipelineOptions::default()).await;
-    let tables = [&TRANSACTIONS, &ORDER_LINES];
+    let tables = [&TRANSACTIONS, &ORDER_LINES, &PRODUCT_PERFORMANCE];
     let r = load(&fx, &s.name, &tables).await;
     assert!(r.tables.iter().all(|t| t.action == Action::Full), "{r:#?}");
     let first_version = entry(&r, &ORDER_LINES).version.unwrap();
@@ -481,6 +481,13 @@ async fn load_replaces_only_the_changed_day_adds_new_columns_and_a_failed_load_c
     assert_eq!(e.action, Action::Partitions, "{e:#?}");
     assert_eq!(e.partitions, vec![changed.clone()]);
     assert_eq!(entry(&r, &TRANSACTIONS).action, Action::Unchanged);
+    // a day-grain table without partitions: the day its commit replaced
+    let pp = entry(&r, &PRODUCT_PERFORMANCE);
+    assert_eq!(
+        (&pp.action, pp.key.as_deref(), &pp.partitions),
+        (&Action::Partitions, Some("date"), &vec![changed.clone()]),
+        "{pp:#?}"
+    );
     let after = pg_text(&mut s.conn, &by_day).await;
     for (b, a) in before.iter().zip(&after) {
         if b[0].as_deref() == Some(changed.as_str()) {

@@ -17,7 +17,10 @@
 //!   (compactions are not); those partitions' rows are deleted and copied
 //!   again. More than [`LoadOptions::log_reads_max`] commits behind (a
 //!   table written every second), the table's files at the two versions
-//!   are compared instead. A table without partitions is replaced whole.
+//!   are compared instead. A table without partitions but with a `date`
+//!   column is replaced by day when every commit since says which days it
+//!   replaced (its predicate, as the curated day-grain models' commits do);
+//!   any other table without partitions is replaced whole.
 //! * **Full reload** when there is no state row, the target table is new,
 //!   the Delta table was recreated (another id, or a version below the one
 //!   recorded), a commit in between is gone (its log entry trimmed), a
@@ -114,7 +117,10 @@ pub struct TableLoad {
     pub previous_version: Option<u64>,
     /// Delta version loaded now (`None`: the table is absent).
     pub version: Option<u64>,
-    /// Partition values replaced (action `partitions`).
+    /// The column whose values were replaced (action `partitions`): the
+    /// partition column, or `date` for a table replaced by day.
+    pub key: Option<String>,
+    /// Values of `key` whose rows were replaced (action `partitions`).
     pub partitions: Vec<String>,
     /// Rows copied in.
     pub rows: u64,
@@ -135,13 +141,19 @@ impl TableLoad {
             Action::Absent => "not in the lake yet".to_string(),
             Action::Unchanged => "unchanged".to_string(),
             Action::Full => format!("full: {}", self.reason.as_deref().unwrap_or("asked")),
-            Action::Partitions => match self.partitions.as_slice() {
-                [] => "no partition changed".to_string(),
-                [one] => format!("1 partition ({one})"),
-                [first, .., last] => {
-                    format!("{} partitions ({first} … {last})", self.partitions.len())
+            Action::Partitions => {
+                let (one, many) = match self.key.as_deref() {
+                    Some("date") => ("day", "days"),
+                    _ => ("partition", "partitions"),
+                };
+                match self.partitions.as_slice() {
+                    [] => format!("no {one} changed"),
+                    [only] => format!("1 {one} ({only})"),
+                    [first, .., last] => {
+                        format!("{} {many} ({first} … {last})", self.partitions.len())
+                    }
                 }
-            },
+            }
         };
         if !self.columns_added.is_empty() {
             s.push_str(&format!("; new columns: {}", self.columns_added.join(", ")));
@@ -327,8 +339,22 @@ struct State {
 /// What a load must do.
 enum Plan {
     Unchanged,
-    Partitions(BTreeSet<Option<String>>),
+    /// Replace the rows with these values of `column` (NULL: `None`).
+    Replace {
+        column: String,
+        values: BTreeSet<Option<String>>,
+    },
     Full(String),
+}
+
+/// Where the values a commit changed are read.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    /// The partition values of the files it adds and removes.
+    Partition(&'a str),
+    /// The predicate of the rows it replaced or deleted, a `date` column's
+    /// days (a table without partitions whose rows are replaced by day).
+    Days(&'a str),
 }
 
 async fn load_table(
@@ -346,6 +372,7 @@ async fn load_table(
         action: Action::Absent,
         previous_version: None,
         version: None,
+        key: None,
         partitions: Vec::new(),
         rows: 0,
         deleted: 0,
@@ -408,14 +435,21 @@ async fn load_table(
             "the Delta table is at version {version}, below the {} loaded",
             s.version
         )),
-        (Some(s), _) => match partition_cols.as_slice() {
-            [col] if version - s.version > opts.log_reads_max => {
-                diff_files(&table, s.version, col).await?
+        (Some(s), _) => {
+            let behind = version - s.version;
+            let by_day = fields
+                .iter()
+                .any(|f| f.name() == "date" && PgType::for_arrow(f.data_type()) == PgType::Date);
+            match partition_cols.as_slice() {
+                [col] if behind > opts.log_reads_max => diff_files(&table, s.version, col).await?,
+                [col] => changed(&table, s.version, version, Key::Partition(col)).await?,
+                [] if by_day && behind <= opts.log_reads_max => {
+                    changed(&table, s.version, version, Key::Days("date")).await?
+                }
+                [] => Plan::Full("not partitioned".into()),
+                _ => Plan::Full("partitioned by several columns".into()),
             }
-            [col] => changed_partitions(&table, s.version, version, col).await?,
-            [] => Plan::Full("not partitioned".into()),
-            _ => Plan::Full("partitioned by several columns".into()),
-        },
+        }
     };
     let replace = match plan {
         Plan::Unchanged => {
@@ -424,9 +458,10 @@ async fn load_table(
             out.seconds = t0.elapsed().as_secs_f64();
             return Ok(out);
         }
-        Plan::Partitions(p) => {
+        Plan::Replace { column, values } => {
             out.action = Action::Partitions;
-            Some(p)
+            out.key = Some(column.clone());
+            Some((column, values))
         }
         Plan::Full(reason) => {
             out.action = Action::Full;
@@ -451,15 +486,12 @@ async fn load_table(
             out.deleted = exec(&mut tx, format!("DELETE FROM {target}")).await?;
             None
         }
-        Some(parts) => {
-            let col = &partition_cols[0];
+        Some((col, parts)) => {
             let ty = fields
                 .iter()
                 .find(|f| f.name() == col)
                 .map(|f| PgType::for_arrow(f.data_type()))
-                .ok_or_else(|| {
-                    JobError::Internal(format!("{}: no partition column {col}", t.qualified()))
-                })?;
+                .ok_or_else(|| JobError::Internal(format!("{}: no column {col}", t.qualified())))?;
             let values: Vec<String> = parts.iter().flatten().cloned().collect();
             let has_null = parts.contains(&None);
             out.partitions = values.clone();
@@ -617,9 +649,17 @@ async fn create_table(
         ),
     )
     .await?;
-    // a partition's rows are deleted by value on every reload of it; a BRIN
-    // index finds them for a fraction of a B-tree's upkeep
-    for col in partition_cols {
+    // a partition's (or a day's) rows are deleted by value on every reload
+    // of it; a BRIN index finds them for a fraction of a B-tree's upkeep
+    let key = match partition_cols {
+        [] => fields
+            .iter()
+            .find(|f| f.name() == "date" && PgType::for_arrow(f.data_type()) == PgType::Date)
+            .map(|f| f.name().as_str()),
+        [col] => Some(col.as_str()),
+        _ => None,
+    };
+    if let Some(col) = key {
         exec(
             conn,
             format!("CREATE INDEX ON {target} USING brin ({})", ident(col)),
@@ -722,15 +762,21 @@ async fn diff_files(table: &DeltaTable, from: u64, col: &str) -> Result<Plan> {
         .chain(now.iter().filter(|(path, _)| !before.contains_key(*path)))
         .map(|(_, part)| part.clone())
         .collect();
-    Ok(Plan::Partitions(parts))
+    Ok(Plan::Replace {
+        column: col.to_string(),
+        values: parts,
+    })
 }
 
-/// The partitions with a data change in the commits after `from` up to
-/// `to`, from their `add` and `remove` actions; a full reload when the
-/// commits cannot say.
-async fn changed_partitions(table: &DeltaTable, from: u64, to: u64, col: &str) -> Result<Plan> {
+/// The values of `key`'s column whose rows the commits after `from` up to
+/// `to` changed: for a partition column, the partitions of the files they
+/// added or removed with a change of data (a compaction changes none); for
+/// days, the days their predicates replaced or deleted. A full reload when
+/// the commits cannot say.
+async fn changed(table: &DeltaTable, from: u64, to: u64, key: Key<'_>) -> Result<Plan> {
     let store = table.log_store();
     let mut parts = BTreeSet::new();
+    let (Key::Partition(col) | Key::Days(col)) = key;
     for v in from + 1..=to {
         let Some(bytes) = store.read_commit_entry(v).await.map_err(|e| {
             JobError::Lake(shoplake_lake::LakeError::delta(table.log_store().name(), e))
@@ -740,16 +786,26 @@ async fn changed_partitions(table: &DeltaTable, from: u64, to: u64, col: &str) -
                 "the Delta log entry of version {v} is gone (trimmed); cannot tell what changed since {from}"
             )));
         };
+        let (mut data_change, mut info) = (false, None);
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let action: serde_json::Value = serde_json::from_slice(line)
                 .map_err(|e| JobError::Internal(format!("Delta log entry {v}: not JSON: {e}")))?;
             if let Some(meta) = action.get("metaData") {
                 let cols = meta.get("partitionColumns").and_then(|c| c.as_array());
-                if cols.is_some_and(|c| c.len() != 1 || c[0].as_str() != Some(col)) {
+                let same = match key {
+                    Key::Partition(col) => {
+                        cols.is_none_or(|c| c.len() == 1 && c[0].as_str() == Some(col))
+                    }
+                    Key::Days(_) => cols.is_none_or(Vec::is_empty),
+                };
+                if !same {
                     return Ok(Plan::Full(format!(
                         "version {v} changed the partition columns"
                     )));
                 }
+            }
+            if let Some(i) = action.get("commitInfo") {
+                info = Some(i.clone());
             }
             for kind in ["add", "remove"] {
                 let Some(file) = action.get(kind) else {
@@ -758,6 +814,10 @@ async fn changed_partitions(table: &DeltaTable, from: u64, to: u64, col: &str) -
                 if file.get("dataChange").and_then(|d| d.as_bool()) == Some(false) {
                     continue; // compaction: the same rows in other files
                 }
+                data_change = true;
+                let Key::Partition(col) = key else {
+                    continue;
+                };
                 let Some(values) = file.get("partitionValues").and_then(|p| p.as_object()) else {
                     return Ok(Plan::Full(format!(
                         "version {v} {kind}s a file without its partition values"
@@ -766,8 +826,82 @@ async fn changed_partitions(table: &DeltaTable, from: u64, to: u64, col: &str) -
                 parts.insert(values.get(col).and_then(|x| x.as_str()).map(str::to_string));
             }
         }
+        if let (Key::Days(_), true) = (key, data_change) {
+            let Some(days) = info.as_ref().and_then(replaced_days) else {
+                let param = |k: &str| {
+                    let i = info.as_ref()?;
+                    i.get("operationParameters")?
+                        .get(k)?
+                        .as_str()
+                        .map(str::to_string)
+                };
+                let op = info
+                    .as_ref()
+                    .and_then(|i| i.get("operation")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "?".into());
+                return Ok(Plan::Full(
+                    if op == "WRITE"
+                        && param("mode").as_deref() == Some("Overwrite")
+                        && param("predicate").is_none()
+                    {
+                        format!("version {v} rewrote the whole table")
+                    } else {
+                        format!("version {v} ({op}) does not say which days it changed")
+                    },
+                ));
+            };
+            parts.extend(days.into_iter().map(Some));
+        }
     }
-    Ok(Plan::Partitions(parts))
+    Ok(Plan::Replace {
+        column: col.to_string(),
+        values: parts,
+    })
+}
+
+/// The days a commit replaced or deleted, from its `commitInfo`: a write
+/// that overwrote the rows of a predicate, or a delete, whose predicate is
+/// `date = '2025-01-05'::date` or `date IN ('2025-01-05'::date, …)` (as
+/// delta-rs records shoplake's `date` predicates). `None` for anything else.
+fn replaced_days(info: &serde_json::Value) -> Option<Vec<String>> {
+    let params = info.get("operationParameters")?;
+    let overwrite = match info.get("operation")?.as_str()? {
+        "WRITE" => params.get("mode")?.as_str()? == "Overwrite",
+        "DELETE" => true,
+        _ => false,
+    };
+    if !overwrite {
+        return None;
+    }
+    predicate_days(params.get("predicate")?.as_str()?)
+}
+
+/// The days `pred` selects, if it is `date = 'YYYY-MM-DD'` or
+/// `date IN ('YYYY-MM-DD', …)` (each value may end in `::date`, the column
+/// may be quoted); `None` for any other predicate.
+pub fn predicate_days(pred: &str) -> Option<Vec<String>> {
+    let rest = pred.trim();
+    let rest = rest
+        .strip_prefix("\"date\"")
+        .or_else(|| rest.strip_prefix("date"))?
+        .trim_start();
+    let day = |v: &str| -> Option<String> {
+        let v = v.trim();
+        let v = v.strip_suffix("::date").unwrap_or(v).trim_end();
+        let d = v.strip_prefix('\'')?.strip_suffix('\'')?;
+        shoplake_core::time::parse_date(d).ok()?;
+        (d.len() == 10).then(|| d.to_string())
+    };
+    if let Some(v) = rest.strip_prefix('=') {
+        return day(v).map(|d| vec![d]);
+    }
+    let list = rest
+        .strip_prefix("IN")
+        .or_else(|| rest.strip_prefix("in"))?
+        .trim_start()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    list.split(',').map(day).collect()
 }
 
 /// Streams the rows of `table` (its loaded version) matching `filter` into
@@ -894,4 +1028,38 @@ async fn copy_rows(
         tracing::warn!(table = %t.qualified(), nul_dropped, "NUL characters dropped from text values (PostgreSQL text cannot hold them)");
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_name_their_days_or_nothing() {
+        let days = |p: &str| predicate_days(p);
+        assert_eq!(
+            days("date = '2025-02-15'::date"),
+            Some(vec!["2025-02-15".into()])
+        );
+        assert_eq!(days("date = '2025-02-15'"), Some(vec!["2025-02-15".into()]));
+        assert_eq!(
+            days("date IN ('2025-01-01'::date, '2025-01-02'::date)"),
+            Some(vec!["2025-01-01".into(), "2025-01-02".into()])
+        );
+        assert_eq!(
+            days("\"date\" IN ('2025-01-01')"),
+            Some(vec!["2025-01-01".into()])
+        );
+        for other in [
+            "date = '2025-02-15'::date AND source = 'file'",
+            "date >= '2025-02-15'",
+            "date = '2025-02-31'",
+            "date = 2025",
+            "dates = '2025-02-15'",
+            "date IN ('2025-01-01', x)",
+            "true",
+        ] {
+            assert_eq!(days(other), None, "{other}");
+        }
+    }
 }
