@@ -152,13 +152,14 @@ pub enum LoadCommand {
 
 const LOAD_POSTGRES_ABOUT: &str = "Copy the curated tables (or --tables) into PostgreSQL.
 
-The first run creates one table per lake table in the target schema (column
-types follow the lake's: money is numeric(18,2), dates are date, timestamps
-timestamptz) and copies every row. Later runs copy only what changed since:
-the days (partitions) a pipeline run rewrote, or the whole table for tables
-without partitions; a run with nothing new changes nothing. Each table loads
-in one transaction, so a failed run leaves the previous load in place. What
-was loaded is recorded in <schema>.shoplake_load_state.
+Run it after `shoplake pipeline run`. The first run creates one table per lake
+table in the target schema (column types follow the lake's: money is
+numeric(18,2), dates are date, timestamps timestamptz) and copies every row.
+Later runs copy only what changed since: the days a pipeline run rewrote, or
+the whole table for the tables it recomputes whole; a run with nothing new
+changes nothing. Each table loads in one transaction, so a failed run leaves
+the previous load in place. What was loaded is recorded in
+<schema>.shoplake_load_state.
 
 A column the lake gains is added to the PostgreSQL table. See docs/warehouse.md
 (types, the state table, Redshift).";

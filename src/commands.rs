@@ -776,9 +776,18 @@ async fn load_postgres(env: &Env, a: LoadPostgresArgs) -> Result<ExitCode> {
             schema::find(t)
                 .filter(|t| t.storage == schema::Storage::Delta)
                 .with_context(|| {
-                    format!(
-                        "--tables: {t:?} is not a Delta table of the lake (see `shoplake catalog list`)"
-                    )
+                    let named: Vec<String> = schema::TABLES
+                        .iter()
+                        .filter(|d| d.storage == schema::Storage::Delta && d.name == t.trim())
+                        .map(schema::Table::qualified)
+                        .collect();
+                    if named.is_empty() {
+                        format!(
+                            "--tables: {t:?} is not a Delta table of the lake (see `shoplake catalog list`)"
+                        )
+                    } else {
+                        format!("--tables: {t:?} is ambiguous: say {}", named.join(" or "))
+                    }
                 })
         })
         .collect::<Result<Vec<_>>>()?;

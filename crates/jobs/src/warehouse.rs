@@ -240,7 +240,7 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     PgConnection::connect_with(&options).await.map_err(|e| {
         pg_err(
             &format!(
-                "cannot connect to PostgreSQL at {}:{}/{} as {}",
+                "cannot connect to {}:{}/{} as {}",
                 options.get_host(),
                 options.get_port(),
                 options.get_database().unwrap_or(options.get_username()),
@@ -446,6 +446,9 @@ async fn load_table(
                 [] if by_day && behind <= opts.log_reads_max => {
                     changed(&table, s.version, version, Key::Days("date")).await?
                 }
+                [] if by_day => Plan::Full(format!(
+                    "{behind} commits behind, more than are read to find the days"
+                )),
                 [] => Plan::Full("not partitioned".into()),
                 _ => Plan::Full("partitioned by several columns".into()),
             }
