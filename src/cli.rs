@@ -21,6 +21,7 @@ const AFTER: &str = "Start here:
   shoplake quality check                 data-quality checks on the whole lake
   shoplake keys create web               a write key for a storefront
   shoplake serve --addr 0.0.0.0:8080     collect events (Segment, Snowplow, GA4, PostHog, /sdk.js)
+  shoplake load postgres --url postgres://user@host/db   copy the curated tables to PostgreSQL
 
 Configuration: --config FILE, else ./shoplake.toml, else <data>/shoplake.toml;
 any key can be overridden with SHOPLAKE_<SECTION>__<KEY> (see docs/configuration.md).";
@@ -133,8 +134,70 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: FormatArg,
     },
+    /// Load lake tables into a database (PostgreSQL, RDS, Aurora), incrementally.
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Print the effective configuration (file, profile and environment merged).
     Config,
+}
+
+/// `load ...`
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Copy the curated tables (or --tables) into PostgreSQL: creates each
+    /// table, then on every later run copies only what changed in the lake.
+    #[command(long_about = LOAD_POSTGRES_ABOUT, after_help = LOAD_POSTGRES_AFTER)]
+    Postgres(LoadPostgresArgs),
+}
+
+const LOAD_POSTGRES_ABOUT: &str = "Copy the curated tables (or --tables) into PostgreSQL.
+
+Run it after `shoplake pipeline run`. The first run creates one table per lake
+table in the target schema (column types follow the lake's: money is
+numeric(18,2), dates are date, timestamps timestamptz) and copies every row.
+Later runs copy only what changed since: the days a pipeline run rewrote, or
+the whole table for the tables it recomputes whole; a run with nothing new
+changes nothing. Each table loads in one transaction, so a failed run leaves
+the previous load in place. What was loaded is recorded in
+<schema>.shoplake_load_state.
+
+A column the lake gains is added to the PostgreSQL table. See docs/warehouse.md
+(types, the state table, Redshift).";
+
+const LOAD_POSTGRES_AFTER: &str = "Examples:
+  shoplake load postgres --url postgres://analyst@db.example.com/shop
+  shoplake load postgres --url \"$URL\" --tables order_lines,daily_kpis --schema analytics
+  shoplake load postgres --url \"$URL\" --tables processed.events,processed.sessions
+  shoplake pipeline run && shoplake load postgres   (with SHOPLAKE_WAREHOUSE_URL set)
+
+The URL may carry a password (postgres://user:secret@host/db) and options
+(?sslmode=require); prefer SHOPLAKE_WAREHOUSE_URL to keep it out of `ps`.";
+
+/// `load postgres`
+#[derive(Debug, Args)]
+pub struct LoadPostgresArgs {
+    /// The database: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require].
+    #[arg(
+        long,
+        env = "SHOPLAKE_WAREHOUSE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub url: String,
+    /// Lake tables to load, comma-separated: curated names (`order_lines`) or
+    /// zone.name (`processed.events`). Default: every curated table.
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub tables: Vec<String>,
+    /// The PostgreSQL schema to load into (created if absent). Curated tables keep
+    /// their names; others are named zone_name (processed_events).
+    #[arg(long, default_value = "shoplake", value_name = "NAME")]
+    pub schema: String,
+    /// Copy every row again, whatever was loaded before.
+    #[arg(long)]
+    pub full: bool,
+    /// Output format of the per-table results.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: FormatArg,
 }
 
 /// `serve`

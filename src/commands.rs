@@ -25,9 +25,9 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, MlCommand,
-    MlModelArg, PasswordArgs, PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs,
-    SourceArg, TokensCommand, UsersCommand,
+    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, LoadCommand,
+    LoadPostgresArgs, MlCommand, MlModelArg, PasswordArgs, PipelineCommand, QualityCommand,
+    ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand, UsersCommand,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -110,6 +110,7 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
         Command::Keys(k) => keys_cmd(env, k),
         Command::Users(u) => users_cmd(env, u),
         Command::Tokens(t) => tokens_cmd(env, t),
+        Command::Load(LoadCommand::Postgres(a)) => load_postgres(env, a).await,
         Command::Config => {
             out(env.config.to_toml().as_bytes())?;
             Ok(ExitCode::SUCCESS)
@@ -759,6 +760,81 @@ async fn lake_maintain(
             r.raw_partitions_removed.len(),
             r.raw_bytes_removed,
             fmt_secs(r.seconds)
+        )
+        .as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn load_postgres(env: &Env, a: LoadPostgresArgs) -> Result<ExitCode> {
+    use shoplake_jobs::warehouse::{self, LoadOptions};
+    let tables = a
+        .tables
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            schema::find(t)
+                .filter(|t| t.storage == schema::Storage::Delta)
+                .with_context(|| {
+                    let named: Vec<String> = schema::TABLES
+                        .iter()
+                        .filter(|d| d.storage == schema::Storage::Delta && d.name == t.trim())
+                        .map(schema::Table::qualified)
+                        .collect();
+                    if named.is_empty() {
+                        format!(
+                            "--tables: {t:?} is not a Delta table of the lake (see `shoplake catalog list`)"
+                        )
+                    } else {
+                        format!("--tables: {t:?} is ambiguous: say {}", named.join(" or "))
+                    }
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let lake = open_lake(env)?;
+    let opts = LoadOptions {
+        url: a.url,
+        schema: a.schema,
+        tables,
+        full: a.full,
+        ..Default::default()
+    };
+    let r = warehouse::load_postgres(&lake, &opts, &StepSpinner::new(env.progress)).await?;
+    if matches!(a.format, FormatArg::Json) {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = r
+        .tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                t.target.clone(),
+                t.describe(),
+                t.version.map(|v| v.to_string()).unwrap_or_default(),
+                t.rows.to_string(),
+                t.deleted.to_string(),
+                fmt_secs(t.seconds),
+            ]
+        })
+        .collect();
+    print_batches(
+        &[strings_batch(
+            &[
+                "table", "target", "action", "version", "rows", "deleted", "time",
+            ],
+            &rows,
+        )?],
+        a.format,
+    )?;
+    if matches!(a.format, FormatArg::Table) {
+        out(format!(
+            "{} rows copied into schema {} in {} ({:.0} rows/s)\n",
+            r.rows,
+            r.schema,
+            fmt_secs(r.seconds),
+            r.rows as f64 / r.seconds.max(1e-9)
         )
         .as_bytes())?;
     }

@@ -10,6 +10,7 @@ mod cli;
 mod collect;
 mod crash;
 mod docs;
+mod load;
 mod maintenance;
 mod ml;
 mod orders;

@@ -30,6 +30,9 @@ pub enum JobError {
     /// Quality checks of severity `error` failed: curated tables kept.
     #[error("quality checks failed: {0}")]
     QualityBlocked(String),
+    /// The warehouse (PostgreSQL) refused or failed a load.
+    #[error("PostgreSQL: {0}")]
+    Warehouse(String),
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),

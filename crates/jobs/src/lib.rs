@@ -17,7 +17,9 @@
 //! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
 //! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
 //! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention;
-//! * [`ml`] — segments, churn, recommendations and lifetime value.
+//! * [`ml`] — segments, churn, recommendations and lifetime value;
+//! * [`warehouse`] — incremental loads of lake tables into PostgreSQL, over
+//!   [`pgcopy`], Arrow in PostgreSQL's binary `COPY` format.
 #![deny(missing_docs)]
 
 pub mod accounts;
@@ -26,11 +28,13 @@ pub mod curate;
 pub mod etl;
 pub mod maintain;
 pub mod ml;
+pub mod pgcopy;
 pub mod pipeline;
 pub mod quality;
 pub mod schedule;
 pub mod sessions;
 pub mod store;
+pub mod warehouse;
 
 mod error;
 
