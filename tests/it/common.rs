@@ -193,6 +193,25 @@ pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Runs a read-only query through [`QueryEngine::query`].
+/// Drops a schema of the machine's PostgreSQL test database (with `psql`),
+/// if it exists; errors are ignored (a test cleaning up after itself).
+pub fn drop_pg_schema(name: &str) {
+    let _ = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-c",
+        ])
+        .arg(format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+        .status();
+}
+
 pub async fn query(engine: &QueryEngine, sql: &str) -> Rows {
     let batches = engine
         .query(sql)

@@ -35,20 +35,7 @@ struct PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "test",
-                "-c",
-            ])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-            .status();
+        crate::common::drop_pg_schema(&self.name);
     }
 }
 

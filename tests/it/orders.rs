@@ -489,18 +489,7 @@ async fn the_server_keeps_orders_in_postgresql_when_told_to() {
     .await;
     s.stop().await;
     store.close().await;
-    let _ = std::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-qc",
-            &format!("DROP SCHEMA {schema} CASCADE"),
-        ])
-        .status();
+    crate::common::drop_pg_schema(&schema);
 }
 
 /// The last commit of `table`'s Delta log: its `commitInfo` line.
