@@ -206,6 +206,12 @@ pub struct ServeArgs {
     /// Listen address (default: server.addr, 127.0.0.1:8080).
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
+    /// Also serve SQL over the PostgreSQL wire protocol here (default:
+    /// server.pg_addr or SHOPLAKE_SERVER__PG_ADDR; off). Connect psql, Grafana or Metabase to database
+    /// `shoplake` as an analyst or admin: `psql "host=127.0.0.1 port=5433
+    /// dbname=shoplake user=alice"`. Read-only.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub pg_addr: Option<String>,
     /// A source and its key, NAME=KEY (repeatable; also SHOPLAKE_WRITE_KEYS=NAME=KEY,...
     /// and `shoplake keys create`).
     #[arg(long = "write-key", value_name = "NAME=KEY")]

@@ -1164,6 +1164,7 @@ async fn demo(env: &Env, a: crate::cli::DemoArgs) -> Result<ExitCode> {
     if let Some(addr) = serve_on {
         let args = ServeArgs {
             addr: Some(addr.clone()),
+            pg_addr: None,
             write_keys: vec![format!("demo={DEMO_KEY}")],
             orders_db: None,
         };
@@ -1226,6 +1227,17 @@ async fn serve(env: &Env, a: ServeArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let pg_addr = a
+        .pg_addr
+        .unwrap_or_else(|| env.config.server.pg_addr.clone());
+    let postgres = if pg_addr.trim().is_empty() {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(pg_addr.trim())
+            .await
+            .with_context(|| format!("listening for PostgreSQL clients on {pg_addr}"))?;
+        Some(l)
+    };
     let mut config = env.config.clone();
     if let Some(db) = &a.orders_db {
         config.orders.db = db.clone();
@@ -1237,7 +1249,11 @@ async fn serve(env: &Env, a: ServeArgs) -> Result<ExitCode> {
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = spawn_scheduler(env, stop_rx)?;
-    let served = shoplake_server::serve(opts, listener, shutdown_signal()).await;
+    let listeners = shoplake_server::Listeners {
+        http: listener,
+        postgres,
+    };
+    let served = shoplake_server::serve_on(opts, listeners, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Some(s) = scheduler {
         // a run under way finishes first: its commits are atomic, but an

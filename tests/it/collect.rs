@@ -100,6 +100,8 @@ const UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/53
 pub(crate) struct Server {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
+    /// Where the PostgreSQL endpoint listens ([`Server::start_with_pg`]).
+    pub(crate) pg_addr: Option<SocketAddr>,
     data: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<shoplake_server::Result<()>>,
@@ -107,8 +109,22 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start(data: &Path, config: Config) -> Server {
+        Server::start_on(data, config, false).await
+    }
+
+    /// [`Server::start`] with the PostgreSQL endpoint on too.
+    pub(crate) async fn start_with_pg(data: &Path, config: Config) -> Server {
+        Server::start_on(data, config, true).await
+    }
+
+    async fn start_on(data: &Path, config: Config, pg: bool) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let postgres = match pg {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        let pg_addr = postgres.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let opts = shoplake_server::ServeOptions {
             data_dir: data.to_path_buf(),
@@ -117,11 +133,16 @@ impl Server {
                 shoplake_server::keys::parse_write_key(&format!("web={KEY}")).unwrap(),
             ],
         };
-        let task = tokio::spawn(shoplake_server::serve(opts, listener, async move {
+        let listeners = shoplake_server::Listeners {
+            http: listener,
+            postgres,
+        };
+        let task = tokio::spawn(shoplake_server::serve_on(opts, listeners, async move {
             let _ = rx.await;
         }));
         let s = Server {
             addr,
+            pg_addr,
             data: data.to_path_buf(),
             stop: Some(tx),
             task,

@@ -311,6 +311,13 @@ pub enum FsyncPolicy {
 pub struct ServerConfig {
     /// Listen address (`--addr` wins).
     pub addr: String,
+    /// The PostgreSQL wire-protocol endpoint's listen address (`--pg-addr`
+    /// wins; empty: off). psql, Grafana, Metabase and PostgreSQL drivers then
+    /// query the lake read-only, as database `shoplake`, with the password
+    /// (or an API token) of an analyst or admin.
+    pub pg_addr: String,
+    /// Connections the PostgreSQL endpoint serves at once.
+    pub pg_max_connections: usize,
     /// Largest event, in KiB (a larger one is quarantined).
     pub max_event_kb: usize,
     /// Largest request body, in KiB, before and after decompression (413 past it).
@@ -386,6 +393,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             addr: "127.0.0.1:8080".into(),
+            pg_addr: String::new(),
+            pg_max_connections: 64,
             max_event_kb: 32,
             max_request_kb: 500,
             fsync: FsyncPolicy::Always,

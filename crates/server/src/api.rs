@@ -49,7 +49,7 @@ impl QueryRuntime {
         Ok(QueryRuntime(Some(rt)))
     }
 
-    fn handle(&self) -> &tokio::runtime::Handle {
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
         self.0.as_ref().expect("alive until dropped").handle()
     }
 }
@@ -633,7 +633,7 @@ async fn logout(
 }
 
 /// An argon2id hash, verified against when the user does not exist.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     auth::hash_password("no such user, no such password").unwrap_or_default()
 });
 

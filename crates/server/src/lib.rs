@@ -30,6 +30,7 @@ mod error;
 pub mod keys;
 pub mod metrics;
 pub mod orders;
+mod pg;
 pub mod record;
 mod recs;
 mod routes;
@@ -113,6 +114,33 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_on(
+        opts,
+        Listeners {
+            http: listener,
+            postgres: None,
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Where [`serve_on`] listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Collection, API and dashboard.
+    pub http: tokio::net::TcpListener,
+    /// The PostgreSQL wire protocol (off when None).
+    pub postgres: Option<tokio::net::TcpListener>,
+}
+
+/// [`serve`] on several listeners.
+pub async fn serve_on(
+    opts: ServeOptions,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = listeners.http;
     let cfg = &opts.config;
     let srv = &cfg.server;
     let lake = Lake::open(&opts.data_dir, &cfg.lake)?;
@@ -251,6 +279,10 @@ pub async fn serve(
         metrics: app.metrics.clone(),
     });
     let recs_loader = tokio::spawn(recs_state.clone().keep_loaded());
+    let postgres = match listeners.postgres {
+        Some(l) => Some(start_postgres(l, &lake, cfg, api.clone(), stop_rx.clone())?),
+        None => None,
+    };
     let router = routes::router(app.clone())
         .merge(recs::router(recs_state))
         .merge(api::router(api.clone()))
@@ -275,12 +307,44 @@ pub async fn serve(
         .await
         .map_err(|_| ServerError::Io("the sink stopped without a word".into()))?;
     let _ = order_sync.await;
+    if let Some(pg) = postgres {
+        let _ = pg.await;
+    }
     order_store.close().await;
     wal.close();
     served.map_err(|e| ServerError::Io(format!("HTTP server: {e}")))?;
     sunk?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the PostgreSQL endpoint on the query threads (a heavy query there
+/// never slows collection), over a session of its own.
+fn start_postgres(
+    listener: tokio::net::TcpListener,
+    lake: &Lake,
+    cfg: &Config,
+    api: Arc<api::Api>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let engine = shoplake_query::QueryEngine::new(lake, &cfg.query)
+        .map_err(|e| ServerError::Invalid(e.to_string()))?;
+    let ctx = engine.ctx().clone();
+    shoplake_pgwire::prepare(&ctx)
+        .map_err(|e| ServerError::Invalid(format!("the PostgreSQL endpoint: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    tracing::info!(%addr, database = shoplake_pgwire::DATABASE, "PostgreSQL endpoint listening");
+    let opts = shoplake_pgwire::PgOptions {
+        timeout: Duration::from_secs(cfg.query.timeout_secs.max(1)),
+        max_connections: cfg.server.pg_max_connections,
+    };
+    let auth = Arc::new(pg::PgAuth { api: api.clone() });
+    let served = shoplake_pgwire::serve(listener, ctx, auth, opts, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    Ok(api.runtime.handle().spawn(served))
 }
 
 /// Re-reads the key file when it changes, so created and revoked keys take
