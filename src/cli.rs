@@ -97,6 +97,10 @@ pub enum Command {
     Sql(SqlArgs),
     /// Run a saved business report (see --list).
     Report(ReportArgs),
+    /// Write a table (or some of its days) to one Parquet, CSV or JSON-lines
+    /// file, in a folder or an object store (s3://, gs://, az://).
+    #[command(after_help = EXPORT_AFTER)]
+    Export(ExportArgs),
     /// Describe the lake's tables.
     #[command(subcommand)]
     Catalog(CatalogCommand),
@@ -584,6 +588,48 @@ pub struct SqlArgs {
     pub timing: bool,
 }
 
+/// `export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The table: `zone.name` (`curated.daily_kpis`), or a bare name when it is
+    /// unique (see `shoplake catalog list`).
+    #[arg(value_name = "TABLE")]
+    pub table: String,
+    /// Where: a folder (the file is named `<zone>.<table>.<format>`), a file
+    /// path ending in the format's extension, or s3://bucket/prefix (also gs://
+    /// and az://; credentials from the store's usual environment variables).
+    #[arg(long = "to", value_name = "DIR|FILE|URL")]
+    pub dest: String,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = ExportFormatArg::Parquet)]
+    pub format: ExportFormatArg,
+    /// First day (YYYY-MM-DD) of the table's date column to write.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day (YYYY-MM-DD, inclusive) to write.
+    #[arg(long, value_name = "DATE", alias = "to-date")]
+    pub until: Option<chrono::NaiveDate>,
+}
+
+/// `export --format`
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormatArg {
+    /// Apache Parquet (zstd): exact types, for DuckDB, Polars, Spark, Athena.
+    Parquet,
+    /// CSV with a header row: for spreadsheets.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+const EXPORT_AFTER: &str = "Examples:
+  shoplake export curated.daily_kpis --to exports/
+  shoplake export processed.events --from 2024-03-01 --until 2024-03-31 --to march.parquet
+  AWS_REGION=eu-west-1 shoplake export customer_ltv --format csv --to s3://my-bucket/shoplake/
+
+An existing file of the same name is replaced. `--to` is where the file goes;
+the days are chosen with --from and --until.";
+
 /// `report`
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -629,4 +675,32 @@ pub enum CatalogCommand {
     },
     /// Print the data dictionary (Markdown) of every table.
     Dictionary,
+    /// Register the Delta tables in an AWS Glue Data Catalog, so Athena,
+    /// Redshift Spectrum and EMR query the same files: one Glue database per
+    /// zone (<prefix>_curated, <prefix>_processed), one table per Delta table,
+    /// created or updated. Credentials and region: the standard AWS chain.
+    #[command(after_help = GLUE_AFTER)]
+    Glue {
+        /// Where the lake is in S3: s3://bucket/prefix, the folder holding
+        /// curated/, processed/, ... (the lake itself, or a copy kept by
+        /// `aws s3 sync <data>/lake s3://...`).
+        #[arg(long, value_name = "S3_URL")]
+        location: String,
+        /// Glue database names are <PREFIX>_<zone>.
+        #[arg(long, default_value = "shoplake", value_name = "PREFIX")]
+        database_prefix: String,
+        /// Zones to register (default: curated and processed).
+        #[arg(long = "zone", value_name = "ZONE", value_parser = ["curated", "processed", "quarantine"])]
+        zones: Vec<String>,
+        /// AWS region (default: AWS_REGION or the profile's).
+        #[arg(long)]
+        region: Option<String>,
+    },
 }
+
+const GLUE_AFTER: &str = "Example:
+  AWS_PROFILE=analytics shoplake catalog glue --location s3://acme-lake/shoplake --region eu-west-1
+  # then in Athena:  SELECT * FROM shoplake_curated.daily_kpis ORDER BY date DESC LIMIT 7
+
+Run it again after an upgrade that adds columns; it is safe to run after every
+pipeline run. AWS_ENDPOINT_URL points it at a Glue-compatible endpoint.";

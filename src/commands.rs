@@ -25,9 +25,10 @@ use shoplake_query::{QueryEngine, reports};
 
 use crate::Env;
 use crate::cli::{
-    CatalogCommand, Command, FormatArg, GenerateArgs, KeysCommand, LakeCommand, LoadCommand,
-    LoadPostgresArgs, MlCommand, MlModelArg, PasswordArgs, PipelineCommand, QualityCommand,
-    ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand, UsersCommand,
+    CatalogCommand, Command, ExportArgs, ExportFormatArg, FormatArg, GenerateArgs, KeysCommand,
+    LakeCommand, LoadCommand, LoadPostgresArgs, MlCommand, MlModelArg, PasswordArgs,
+    PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand,
+    UsersCommand,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -105,6 +106,7 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
         }
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
+        Command::Export(a) => export(env, a).await,
         Command::Catalog(c) => catalog_cmd(env, c).await,
         Command::Serve(a) => serve(env, a).await,
         Command::Keys(k) => keys_cmd(env, k),
@@ -911,6 +913,40 @@ async fn sql(env: &Env, query: &str, f: FormatArg, timing: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+async fn export(env: &Env, a: ExportArgs) -> Result<ExitCode> {
+    use shoplake_query::export::{ExportFormat, ExportRequest};
+    if let (Some(from), Some(until)) = (a.from, a.until)
+        && from > until
+    {
+        anyhow::bail!("--from {from} is after --until {until}");
+    }
+    let lake = open_lake(env)?;
+    let engine = QueryEngine::new(&lake, &env.config.query)?;
+    let t0 = Instant::now();
+    let done = engine
+        .export(&ExportRequest {
+            table: a.table,
+            dest: a.dest,
+            format: match a.format {
+                ExportFormatArg::Parquet => ExportFormat::Parquet,
+                ExportFormatArg::Csv => ExportFormat::Csv,
+                ExportFormatArg::Jsonl => ExportFormat::Jsonl,
+            },
+            from: a.from,
+            until: a.until,
+        })
+        .await?;
+    out(format!(
+        "{}: {} rows written to {} in {:.1} s\n",
+        done.table,
+        done.rows,
+        done.location,
+        t0.elapsed().as_secs_f64()
+    )
+    .as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn report(env: &Env, a: ReportArgs) -> Result<ExitCode> {
     let dir = env.config.query.reports_dir.as_deref();
     if a.list {
@@ -976,6 +1012,34 @@ async fn catalog_cmd(env: &Env, c: CatalogCommand) -> Result<ExitCode> {
     match c {
         CatalogCommand::Dictionary => {
             out(schema::data_dictionary_markdown().as_bytes())?;
+        }
+        CatalogCommand::Glue {
+            location,
+            database_prefix,
+            zones,
+            region,
+        } => {
+            let opts = shoplake_jobs::glue::GlueOptions {
+                database_prefix,
+                location,
+                zones: zones
+                    .iter()
+                    .filter_map(|z| shoplake_core::schema::Zone::parse(z))
+                    .collect(),
+                region,
+            };
+            let done = shoplake_jobs::glue::register(&opts).await?;
+            let mut text = String::new();
+            for r in &done {
+                text.push_str(&format!(
+                    "{} {} -> {}\n",
+                    if r.created { "created" } else { "updated" },
+                    r.name,
+                    r.location
+                ));
+            }
+            text.push_str(&format!("{} tables registered in AWS Glue\n", done.len()));
+            out(text.as_bytes())?;
         }
         CatalogCommand::List { format } => {
             let lake = open_lake(env)?;

@@ -33,6 +33,9 @@ pub enum JobError {
     /// The warehouse (PostgreSQL) refused or failed a load.
     #[error("PostgreSQL: {0}")]
     Warehouse(String),
+    /// An external data catalog (AWS Glue) refused or failed.
+    #[error("AWS Glue: {0}")]
+    Catalog(String),
     /// A bad argument.
     #[error("{0}")]
     Invalid(String),

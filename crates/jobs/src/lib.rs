@@ -26,6 +26,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod curate;
 pub mod etl;
+pub mod glue;
 pub mod maintain;
 pub mod ml;
 pub mod pgcopy;

@@ -7,9 +7,12 @@
 //!   queries with a timeout and a memory limit; errors that name what is wrong
 //!   and list what exists;
 //! * [`reports`] — the saved business reports (`sql/reports/*.sql`);
-//! * [`output`] — rows as a table, CSV or JSON.
+//! * [`output`] — rows as a table, CSV or JSON;
+//! * [`export`] — a table as one Parquet, CSV or JSON-lines file, locally or
+//!   in an object store.
 #![deny(missing_docs)]
 
+pub mod export;
 pub mod output;
 pub mod raw;
 pub mod reports;
