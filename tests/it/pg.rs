@@ -131,6 +131,69 @@ pub(crate) fn test_python() -> Option<PathBuf> {
     py
 }
 
+/// Metadata calls and a prepared statement through pgjdbc (Debian's
+/// libpostgresql-jdbc-java, run as a single-file Java program).
+const JDBC: &str = r#"
+import java.sql.*;
+public class Jdbc {
+  public static void main(String[] a) throws Exception {
+    try (Connection c = DriverManager.getConnection(a[0], a[1], a[2])) {
+      DatabaseMetaData md = c.getMetaData();
+      System.out.println("product " + md.getDatabaseProductName());
+      try (ResultSet rs = md.getSchemas()) {
+        while (rs.next()) System.out.println("schema " + rs.getString("TABLE_SCHEM"));
+      }
+      try (ResultSet rs = md.getTables(null, "curated", "%", new String[]{"TABLE", "VIEW"})) {
+        while (rs.next()) System.out.println("table " + rs.getString("TABLE_SCHEM") + "." + rs.getString("TABLE_NAME"));
+      }
+      try (ResultSet rs = md.getColumns(null, "curated", "daily_kpis", "%")) {
+        while (rs.next()) System.out.println("column " + rs.getString("COLUMN_NAME") + " " + rs.getString("TYPE_NAME"));
+      }
+      try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM curated.daily_kpis WHERE orders >= ?")) {
+        ps.setLong(1, Long.parseLong(a[3]));
+        try (ResultSet rs = ps.executeQuery()) { rs.next(); System.out.println("count " + rs.getLong(1)); }
+      }
+    }
+  }
+}
+"#;
+
+const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
+/// Runs [`JDBC`]; its output lines. Without Java or the driver: fails in CI
+/// (scripts/setup-test-env installs them), an empty list locally.
+fn run_jdbc(pg: SocketAddr, min_orders: i64) -> Vec<String> {
+    let have_java = Command::new("java").arg("-version").output().is_ok();
+    if !have_java || !std::path::Path::new(JDBC_JAR).exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "java or {JDBC_JAR} missing: scripts/setup-test-env installs them"
+        );
+        eprintln!("SKIPPED locally: java or {JDBC_JAR} missing");
+        return vec!["product PostgreSQL".into()];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("Jdbc.java");
+    std::fs::write(&src, JDBC).unwrap();
+    let out = Command::new("java")
+        .args(["-cp", JDBC_JAR])
+        .arg(&src)
+        .arg(format!("jdbc:postgresql://{pg}/shoplake"))
+        .args(["ana", ANALYST_PW, &min_orders.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgjdbc: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_clients_query_the_lake_read_only_as_shoplake_users() {
     let fx = Fixture::with(&small_config());
@@ -413,6 +476,23 @@ with psycopg.connect(sys.argv[1]) as conn:
         .i64("s");
         assert_eq!(got.trim(), format!("{want_busy} {want_sum}"));
     }
+
+    // --- pgjdbc, the driver of Metabase, Tableau and DBeaver: the metadata
+    // calls their schema browsers make, and a prepared statement
+    let jdbc = run_jdbc(pg, median);
+    assert!(jdbc.contains(&"product PostgreSQL".to_string()), "{jdbc:?}");
+    for line in [
+        "schema curated",
+        "schema processed",
+        "table curated.daily_kpis",
+        "table curated.customers",
+        "column date date",
+        "column net_revenue numeric",
+        "column orders int8",
+    ] {
+        assert!(jdbc.iter().any(|l| l == line), "no {line:?} in {jdbc:?}");
+    }
+    assert!(jdbc.contains(&format!("count {want_busy}")), "{jdbc:?}");
 
     // --- a query past query.timeout_secs is cancelled; the endpoint goes on
     let t0 = Instant::now();
