@@ -92,6 +92,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// SQL and reports.
     pub query: QueryConfig,
+    /// The cache of report and SQL answers of `shoplake serve`.
+    pub cache: CacheConfig,
     /// `shoplake serve`: the collector, its event log and the sink.
     pub server: ServerConfig,
     /// Data-quality checks run by the pipeline and `shoplake quality check`.
@@ -121,6 +123,7 @@ impl Default for Config {
             import: ImportConfig::default(),
             pipeline: PipelineConfig::default(),
             query: QueryConfig::default(),
+            cache: CacheConfig::default(),
             server: ServerConfig::default(),
             quality: QualityConfig::default(),
             alerts: AlertsConfig::default(),
@@ -285,6 +288,56 @@ impl Default for QueryConfig {
             memory_limit_mb: 0,
             reports_dir: None,
             api_max_rows: 10_000,
+        }
+    }
+}
+
+/// `[cache]`: answers of `/api/reports/...` and `/api/sql` (what the
+/// dashboard shows), kept until a table they read changes. The key holds the
+/// query and the Delta version of every table it names, so a pipeline run or
+/// a sink commit that changes a table makes its answers miss; nothing is
+/// ever served from a table version that is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `memory` (in the process, the default), `redis` (shared by every
+    /// shoplake process using the same lake) or `off`.
+    pub backend: CacheBackend,
+    /// With `backend = "redis"`: `redis://[:password@]host:port[/db]`
+    /// (`rediss://` for TLS).
+    pub redis_url: String,
+    /// Keys start with this (several lakes may share one Redis).
+    pub key_prefix: String,
+    /// With `backend = "memory"`: at most this many MiB of answers.
+    pub max_mb: usize,
+    /// An answer larger than this (KiB) is not kept.
+    pub max_entry_kb: usize,
+    /// Answers expire after this many seconds even if nothing changed.
+    pub ttl_secs: u64,
+}
+
+/// Where cached answers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    /// In the process.
+    #[default]
+    Memory,
+    /// In Redis (ElastiCache, Memorystore, ...).
+    Redis,
+    /// No cache.
+    Off,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            backend: CacheBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "shoplake".into(),
+            max_mb: 64,
+            max_entry_kb: 4096,
+            ttl_secs: 3600,
         }
     }
 }

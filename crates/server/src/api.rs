@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use axum::Router;
@@ -32,6 +33,7 @@ use shoplake_query::output::{OutputFormat, to_string};
 use shoplake_query::{QueryEngine, QueryError, reports};
 
 use crate::auth::{self, Denied, Principal, Via};
+use crate::cache;
 use crate::dashboard::html::esc;
 
 /// A runtime of its own for queries; shut down without blocking when the
@@ -83,6 +85,10 @@ pub(crate) struct Api {
     pub(crate) trust_forwarded_for: bool,
     /// The data directory (the write-key file is under it).
     pub(crate) data_dir: PathBuf,
+    /// Answers of reports and SQL, until a table they read changes.
+    pub(crate) cache: cache::Cache,
+    /// The server's counters (cache hits and misses).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) fn router(api: Arc<Api>) -> Router {
@@ -158,13 +164,23 @@ impl Api {
 
     /// Runs `sql` on the query runtime, returning at most `max_rows` rows
     /// (`None`: all) and whether it cut.
-    pub(crate) async fn query(
-        &self,
-        sql: String,
-        max_rows: Option<usize>,
-    ) -> ApiResult<(Vec<arrow::array::RecordBatch>, bool)> {
+    pub(crate) async fn query(&self, sql: String, max_rows: Option<usize>) -> ApiResult<Answer> {
+        // the cache first: its key holds the versions of the tables the
+        // query names, so a hit is what the query would answer now
+        let key = match self.cache.get(&sql, max_rows).await {
+            cache::Lookup::Hit(batches, truncated) => {
+                self.metrics.cache_hits.fetch_add(1, Relaxed);
+                return Ok(Answer {
+                    batches,
+                    truncated,
+                    cache: "hit",
+                });
+            }
+            cache::Lookup::Miss(key) => key,
+        };
         let engine = self.engine.clone();
-        self.runtime
+        let (batches, truncated) = self
+            .runtime
             .handle()
             .spawn(async move {
                 match max_rows {
@@ -179,7 +195,39 @@ impl Api {
                     format!("query task: {e}"),
                 )
             })?
-            .map_err(ApiError::from)
+            .map_err(ApiError::from)?;
+        let cache = match key {
+            Some(key) => {
+                self.metrics.cache_misses.fetch_add(1, Relaxed);
+                self.cache.put(key, &batches, truncated).await;
+                "miss"
+            }
+            None => "off",
+        };
+        Ok(Answer {
+            batches,
+            truncated,
+            cache,
+        })
+    }
+}
+
+/// A query's answer.
+pub(crate) struct Answer {
+    pub(crate) batches: Vec<arrow::array::RecordBatch>,
+    /// Cut at the row limit.
+    pub(crate) truncated: bool,
+    /// `hit`, `miss` or `off` (not cacheable, or no cache).
+    pub(crate) cache: &'static str,
+}
+
+impl Answer {
+    /// `response` with the `X-Shoplake-Cache` header.
+    fn tag(&self, mut response: Response) -> Response {
+        response
+            .headers_mut()
+            .insert("x-shoplake-cache", HeaderValue::from_static(self.cache));
+        response
     }
 }
 
@@ -289,7 +337,7 @@ async fn run_report(
     params.retain(|_, v| !v.is_empty());
     let sql = report.render(&params).map_err(ApiError::from)?;
     let t0 = Instant::now();
-    let (batches, _) = api.query(sql, None).await?;
+    let answer = api.query(sql, None).await?;
     let mut extra = serde_json::Map::new();
     extra.insert("report".into(), report.name.clone().into());
     extra.insert("title".into(), report.title.clone().into());
@@ -301,7 +349,7 @@ async fn run_report(
         "elapsed_ms".into(),
         (t0.elapsed().as_millis() as u64).into(),
     );
-    rows_response(&batches, format, extra)
+    Ok(answer.tag(rows_response(&answer.batches, format, extra)?))
 }
 
 #[derive(Deserialize)]
@@ -340,20 +388,20 @@ async fn sql(
     let result = api.query(text, Some(api.max_rows)).await;
     let ms = t0.elapsed().as_millis() as u64;
     match &result {
-        Ok(_) => tracing::info!(user = %p.name, ms, "SQL query"),
+        Ok(a) => tracing::info!(user = %p.name, ms, cache = a.cache, "SQL query"),
         Err(e) => tracing::info!(user = %p.name, ms, error = %e.1, "SQL query refused or failed"),
     }
-    let (batches, truncated) = result?;
+    let answer = result?;
     let mut extra = serde_json::Map::new();
-    extra.insert("truncated".into(), truncated.into());
+    extra.insert("truncated".into(), answer.truncated.into());
     extra.insert("max_rows".into(), api.max_rows.into());
     extra.insert("elapsed_ms".into(), ms.into());
-    let mut r = rows_response(&batches, format, extra)?;
-    if truncated {
+    let mut r = rows_response(&answer.batches, format, extra)?;
+    if answer.truncated {
         r.headers_mut()
             .insert("x-shoplake-truncated", HeaderValue::from(api.max_rows));
     }
-    Ok(r)
+    Ok(answer.tag(r))
 }
 
 fn store_error(e: shoplake_jobs::JobError) -> ApiError {

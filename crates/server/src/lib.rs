@@ -25,6 +25,7 @@
 mod admin;
 mod api;
 pub mod auth;
+mod cache;
 mod dashboard;
 mod error;
 pub mod keys;
@@ -253,7 +254,10 @@ pub async fn serve_on(
         throttle: auth::Throttle::default(),
         trust_forwarded_for: srv.trust_forwarded_for,
         data_dir: opts.data_dir.clone(),
+        cache: cache::Cache::new(&cfg.cache, &lake),
+        metrics: app.metrics.clone(),
     });
+    tracing::info!(backend = api.cache.backend(), "answer cache");
     // the orders API and its copy into the lake
     let order_store = shoplake_orders::OrderStore::open(&cfg.orders.db, &lake.state_dir())
         .await

@@ -149,6 +149,10 @@ pub struct Metrics {
     pub sink_errors: AtomicU64,
     /// Age of the oldest event not yet in the lake, µs (0: none waiting).
     pub sink_lag_micros: AtomicU64,
+    /// Report and SQL answers served from the cache.
+    pub cache_hits: AtomicU64,
+    /// ... and computed (then cached).
+    pub cache_misses: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -165,6 +169,8 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
             sink_lag_micros: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         }
     }
 }
@@ -269,6 +275,18 @@ impl Metrics {
                 "gauge",
                 "Age of the oldest accepted event not yet committed to the lake.",
                 self.sink_lag_micros.load(Relaxed) as f64 / 1e6,
+            ),
+            (
+                "shoplake_cache_hits_total",
+                "counter",
+                "Report and SQL answers served from the answer cache.",
+                self.cache_hits.load(Relaxed) as f64,
+            ),
+            (
+                "shoplake_cache_misses_total",
+                "counter",
+                "Report and SQL answers computed, then kept in the answer cache.",
+                self.cache_misses.load(Relaxed) as f64,
             ),
             (
                 "shoplake_sink_events_committed_total",

@@ -82,13 +82,15 @@ pub(crate) fn gate(api: &Api, headers: &HeaderMap, role: Role) -> Result<Princip
 
 /// Rows of `sql` as JSON objects.
 async fn rows(api: &Api, sql: String) -> Result<Vec<Row>, PageError> {
-    let (batches, _) = api
+    let answer = api
         .query(sql, None)
         .await
         .map_err(|e| error_page(e.0, &e.1))?;
-    let text =
-        shoplake_query::output::to_string(&batches, shoplake_query::output::OutputFormat::Json)
-            .map_err(|e| error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
+    let text = shoplake_query::output::to_string(
+        &answer.batches,
+        shoplake_query::output::OutputFormat::Json,
+    )
+    .map_err(|e| error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Array(a)) => Ok(a
             .into_iter()
