@@ -732,6 +732,8 @@ pub const NON_CONFIG_ENV: &[&str] = &[
     "SHOPLAKE_CONFIG",
     "SHOPLAKE_PROFILE",
     "SHOPLAKE_WRITE_KEYS",
+    "SHOPLAKE_ORDERS_DB",
+    "SHOPLAKE_WAREHOUSE_URL",
     "SHOPLAKE_FAILPOINT",
 ];
 
@@ -981,6 +983,22 @@ mod tests {
         assert!(e.to_string().contains("unknown field `timeout`"), "{e}");
         let e = Config::load("", None, env(&[("SHOPLAKE_QUERY__NOPE", "1")])).unwrap_err();
         assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+    }
+
+    #[test]
+    fn variables_read_by_the_command_line_are_not_config_keys() {
+        // the flags `serve --orders-db` and `load postgres --url` read these
+        let c = Config::load(
+            "",
+            None,
+            env(&[
+                ("SHOPLAKE_ORDERS_DB", "postgres://shop@db/orders"),
+                ("SHOPLAKE_WAREHOUSE_URL", "postgres://bi@warehouse/bi"),
+                ("SHOPLAKE_WRITE_KEYS", "web=k-12345678"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c, Config::default());
     }
 
     #[test]
