@@ -303,8 +303,8 @@ pub struct CacheConfig {
     /// `memory` (in the process, the default), `redis` (shared by every
     /// shoplake process using the same lake) or `off`.
     pub backend: CacheBackend,
-    /// With `backend = "redis"`: `redis://[:password@]host:port[/db]`
-    /// (`rediss://` for TLS).
+    /// With `backend = "redis"`: `redis://[:password@]host:port[/db]` (no
+    /// TLS yet).
     pub redis_url: String,
     /// Keys start with this (several lakes may share one Redis).
     pub key_prefix: String,
