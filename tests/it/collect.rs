@@ -970,3 +970,263 @@ async fn pipeline_sessionises_collected_events_and_curates_their_days() {
         .unwrap();
     assert!(again.nothing_to_do(), "{:?}", again.dates);
 }
+
+/// What a hostile request must get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// A 4xx with a reason in the body.
+    Refused,
+    /// A 2xx whose event is in `quarantine.events` with a reason, not in
+    /// `processed.events`.
+    Quarantined,
+    /// A 2xx whose event is in `processed.events`.
+    Kept,
+}
+
+/// One hostile request: what it is, its headers, its body, what it must get.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, Want);
+
+fn segment_track(id: &str, event: &str, extra: &str) -> Vec<u8> {
+    format!(
+        r#"{{"writeKey":"{KEY}","type":"track","event":{event},"messageId":"{id}","anonymousId":"hostile-anon"{extra}}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_a_reason_and_the_server_stays_up() {
+    use std::io::Write as _;
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    let a = srv.addr;
+    let json = [("Content-Type", "application/json")];
+    let deep = format!(
+        r#"{{"writeKey":"{KEY}","type":"track","event":"x","messageId":"h-deep","anonymousId":"a","properties":{}1{}}}"#,
+        r#"{"a":"#.repeat(5_000),
+        "}".repeat(5_000)
+    );
+    let huge_string = segment_track(
+        "h-huge",
+        r#""Product Viewed""#,
+        &format!(r#","properties":{{"name":"{}"}}"#, "x".repeat(600 * 1024)),
+    );
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&segment_track("h-bomb", r#""Product Viewed""#, ""))
+        .unwrap();
+    bomb.write_all(&vec![b' '; 20 << 20]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    let order = |id: &str, qty: &str, price: &str| {
+        segment_track(
+            id,
+            r#""Order Completed""#,
+            &format!(
+                r#","properties":{{"order_id":"O-{id}","revenue":10,"products":[{{"product_id":"P1","quantity":{qty},"price":{price}}}]}}"#
+            ),
+        )
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "malformed JSON",
+            json.to_vec(),
+            br#"{"writeKey":"web-key-123456","event":"#.to_vec(),
+            Want::Refused,
+        ),
+        (
+            "invalid UTF-8",
+            json.to_vec(),
+            [
+                segment_track(
+                    "h-utf8",
+                    "\"Product Viewed\"",
+                    ",\"properties\":{\"name\":\"",
+                )
+                .as_slice(),
+                &[0xff, 0xfe, b'"', b'}', b'}'],
+            ]
+            .concat(),
+            Want::Refused,
+        ),
+        (
+            "deep nesting",
+            json.to_vec(),
+            deep.into_bytes(),
+            Want::Refused,
+        ),
+        (
+            "a string past the request limit",
+            json.to_vec(),
+            huge_string,
+            Want::Refused,
+        ),
+        (
+            "a gzip bomb",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "gzip"),
+            ],
+            bomb,
+            Want::Refused,
+        ),
+        // scalars where text is expected are read as text (SDKs send ids as numbers)
+        (
+            "a number as the event name",
+            json.to_vec(),
+            segment_track("h-type", "123", ""),
+            Want::Kept,
+        ),
+        (
+            "an object as the event name",
+            json.to_vec(),
+            segment_track("h-obj", r#"{"a":1}"#, ""),
+            Want::Refused,
+        ),
+        (
+            "properties of the wrong type",
+            json.to_vec(),
+            segment_track("h-props", r#""Product Viewed""#, r#","properties":"x""#),
+            Want::Refused,
+        ),
+        (
+            "a negative quantity",
+            json.to_vec(),
+            order("h-neg", "-3", "5"),
+            Want::Quarantined,
+        ),
+        (
+            "an absurd price",
+            json.to_vec(),
+            order("h-absurd", "1", "1e15"),
+            Want::Quarantined,
+        ),
+        (
+            "a price that is not a number",
+            json.to_vec(),
+            order("h-nan", "1", r#""abc""#),
+            Want::Quarantined,
+        ),
+        (
+            "a timestamp in 1970",
+            json.to_vec(),
+            segment_track(
+                "h-1970",
+                r#""Product Viewed""#,
+                r#","timestamp":"1970-01-01T00:00:00Z""#,
+            ),
+            Want::Quarantined,
+        ),
+        // a client clock ahead is clamped to one day past the server's time
+        (
+            "a timestamp in 2100",
+            json.to_vec(),
+            segment_track(
+                "h-2100",
+                r#""Product Viewed""#,
+                r#","timestamp":"2100-01-01T00:00:00Z""#,
+            ),
+            Want::Kept,
+        ),
+        (
+            "an unknown event name (kept as a custom event)",
+            json.to_vec(),
+            segment_track("h-custom", r#""Gift Wrapped""#, ""),
+            Want::Kept,
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, headers, body, want) in &cases {
+        let r = http(a, "POST", "/v1/track", headers, body)
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        if *what == "deep nesting" {
+            assert!(
+                r.text().contains("nested deeper than 64 levels"),
+                "{}",
+                r.text()
+            );
+            assert_eq!(r.status, 400);
+        }
+        report.push(format!(
+            "{what}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+                .chars()
+                .take(160)
+                .collect::<String>()
+        ));
+        match want {
+            Want::Refused => assert!(
+                (400..500).contains(&r.status) && !r.body.is_empty(),
+                "{what}: {} {}",
+                r.status,
+                r.text()
+            ),
+            _ => assert_eq!(r.status, 200, "{what}: {}", r.text()),
+        }
+    }
+    // header tricks: a header value with a control character never reaches
+    // the handlers; a forged X-Forwarded-For is not trusted by default
+    let r = http(
+        a,
+        "POST",
+        "/v1/track",
+        &[("Content-Type", "application/json"), ("X-Evil", "a\u{1}b")],
+        &segment_track("h-hdr", r#""Product Viewed""#, ""),
+    );
+    if let Ok(r) = r {
+        assert!(
+            r.status < 500,
+            "control character in a header: {}",
+            r.status
+        );
+    }
+    assert_eq!(
+        http(a, "GET", "/healthz", &[], b"").unwrap().status,
+        200,
+        "{report:#?}"
+    );
+    srv.stop().await;
+
+    let e = engine(dir.path());
+    let quarantined = query(&e, "SELECT payload, reason FROM quarantine.events").await;
+    let kept = query(&e, "SELECT event_id FROM processed.events").await;
+    let future = query(
+        &e,
+        "SELECT count(*) AS n FROM processed.events WHERE event_ts > now() + INTERVAL '2 days'",
+    )
+    .await;
+    assert_eq!(
+        cell(&future, 0, "n"),
+        "0",
+        "a 2100 event time was kept as is"
+    );
+    let in_quarantine = |id: &str| {
+        (0..quarantined.len())
+            .find(|&i| cell(&quarantined, i, "payload").contains(&format!("\"{id}\"")))
+            .map(|i| cell(&quarantined, i, "reason"))
+    };
+    let kept_ids: Vec<String> = (0..kept.len())
+        .map(|i| cell(&kept, i, "event_id"))
+        .collect();
+    for (what, _, body, want) in &cases {
+        let text = String::from_utf8_lossy(body);
+        let Some(id) = text
+            .split("\"messageId\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
+            continue;
+        };
+        match want {
+            Want::Quarantined => {
+                let reason = in_quarantine(id)
+                    .unwrap_or_else(|| panic!("{what}: {id} not in quarantine\n{report:#?}"));
+                assert!(!reason.is_empty(), "{what}: no reason");
+                assert!(!kept_ids.iter().any(|k| k == id), "{what}: {id} also kept");
+            }
+            Want::Kept => assert!(kept_ids.iter().any(|k| k == id), "{what}: {id} not kept"),
+            Want::Refused => assert!(
+                !kept_ids.iter().any(|k| k == id),
+                "{what}: refused, yet {id} is in the lake"
+            ),
+        }
+    }
+}

@@ -147,6 +147,40 @@ pub(crate) mod split {
         }
     }
 
+    /// Objects and arrays may nest this deep: no event needs more, and a
+    /// deeper one (an attack or a bug) would make every later reader of the
+    /// payload (recursive JSON parsers among them) pay for it.
+    pub(crate) const MAX_DEPTH: usize = 64;
+
+    /// The byte offset where `b` nests deeper than [`MAX_DEPTH`], if it does.
+    /// Strings are skipped; malformed input is left to the parsers.
+    pub(crate) fn too_deep(b: &[u8]) -> Option<usize> {
+        let mut depth = 0usize;
+        let mut i = 0;
+        while i < b.len() {
+            match memchr::memchr3(b'"', b'{', b'[', &b[i..]).map(|o| i + o) {
+                None => return None,
+                Some(j) if b[j] == b'"' => {
+                    // closers between i and j
+                    depth = depth.saturating_sub(closers(&b[i..j]));
+                    i = string(b, j).ok()?;
+                }
+                Some(j) => {
+                    depth = depth.saturating_sub(closers(&b[i..j])) + 1;
+                    if depth > MAX_DEPTH {
+                        return Some(j);
+                    }
+                    i = j + 1;
+                }
+            }
+        }
+        None
+    }
+
+    fn closers(b: &[u8]) -> usize {
+        memchr::memchr2_iter(b'}', b']', b).count()
+    }
+
     /// The index after the value starting at `i` (not whitespace).
     pub(crate) fn value(b: &[u8], i: usize) -> Result<usize, Error> {
         match b.get(i) {
@@ -758,5 +792,28 @@ mod tests {
         assert_eq!(&a[14..15], "8");
         // pinned: stored ids must never change
         assert_eq!(derive_id(&[b"abc"]), "a59cc02c-1a91-8b95-953b-02826ebf0f48");
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::split::{MAX_DEPTH, too_deep};
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(too_deep(ok.as_bytes()), None);
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(too_deep(deep.as_bytes()), Some(MAX_DEPTH));
+        // brackets inside strings do not count; siblings do not add up
+        let strings = format!(r#"{{"a":"{}","b":[1],"c":[2]}}"#, "[{".repeat(500));
+        assert_eq!(too_deep(strings.as_bytes()), None);
+        let siblings = format!("[{}]", "[1],".repeat(1000) + "[1]");
+        assert_eq!(too_deep(siblings.as_bytes()), None);
+        assert_eq!(too_deep(br#"{"a":"\"[[[[","#), None);
     }
 }

@@ -340,6 +340,12 @@ impl Collector {
 
     /// Decodes, validates and enriches one request.
     pub fn collect(&self, input: &Input<'_>) -> Result<Decoded, DecodeError> {
+        if let Some(at) = json::split::too_deep(input.body) {
+            return Err(DecodeError::Shape(format!(
+                "JSON nested deeper than {} levels (at byte {at})",
+                json::split::MAX_DEPTH
+            )));
+        }
         let mut req = Req::new(self, input);
         match input.protocol {
             Protocol::Segment => segment::decode(&mut req)?,
@@ -351,6 +357,10 @@ impl Collector {
         Ok(req.out)
     }
 }
+
+/// 2000-01-01T00:00:00Z in µs: an earlier event time is a client bug (an
+/// unset clock, seconds read as milliseconds), quarantined with its reason.
+const EARLIEST_EVENT_US: i64 = 946_684_800_000_000;
 
 /// Device facts a payload states (used when no user agent says better).
 #[derive(Debug, Default)]
@@ -619,6 +629,12 @@ impl<'c, 'i> Req<'c, 'i> {
             (None, None, _) => received,
         };
         ev.event_ts = ts.min(received.saturating_add(self.c.skew_us));
+        if ev.event_ts < EARLIEST_EVENT_US {
+            return fail(
+                "event time is before 2000-01-01: a client clock that was never set, or a timestamp in the wrong unit".into(),
+                &raw,
+            );
+        }
 
         // page URL → path, UTM, search terms, product
         if let Some(url) = ev.page_url.as_deref() {

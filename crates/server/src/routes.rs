@@ -302,11 +302,23 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
         Some(Credential::Secret(k)) => keys.by_key(k),
         Some(Credential::AppId(a)) => keys.by_name(a),
         None => {
-            return Err(Refusal::new(
-                StatusCode::UNAUTHORIZED,
-                Reason::Unauthorized,
-                "missing write key",
-            ));
+            // an item that does not parse hides the key it carries: that is
+            // a bad request, and the client is told what is wrong with it
+            return Err(match decoded.rejected.first() {
+                Some(r) => Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    Reason::BadRequest,
+                    format!(
+                        "the request could not be read (so neither could its write key): {}",
+                        r.reason
+                    ),
+                ),
+                None => Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    Reason::Unauthorized,
+                    "missing write key",
+                ),
+            });
         }
     }
     .ok_or_else(|| {
