@@ -1230,3 +1230,47 @@ async fn hostile_requests_get_a_reason_and_the_server_stays_up() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_the_others_served() {
+    use std::io::{Read as _, Write as _};
+    let dir = TempDir::new().unwrap();
+    let srv = Server::start(dir.path(), test_config()).await;
+    // slowloris: headers that never end
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+            s.write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nX-A: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    // the others are served meanwhile
+    let r = post_json(
+        srv.addr,
+        "/v1/track",
+        &String::from_utf8(segment_track("slow-ok", r#""Product Viewed""#, "")).unwrap(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t0 = Instant::now();
+    std::thread::sleep(shoplake_server::HEADER_TIMEOUT + Duration::from_secs(2));
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // closed by the server (0 bytes, or an error answer then close)
+        match s.read(&mut buf) {
+            Ok(_) | Err(_) => {}
+        }
+        let again = s.write_all(b"b\r\n\r\n").and_then(|_| s.read(&mut buf));
+        assert!(
+            matches!(again, Ok(0) | Err(_)),
+            "a connection with unfinished headers is still open after {:?}",
+            t0.elapsed()
+        );
+    }
+    assert_eq!(
+        http(srv.addr, "GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    srv.stop().await;
+}

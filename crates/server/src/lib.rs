@@ -28,6 +28,8 @@ pub mod auth;
 mod cache;
 mod dashboard;
 mod error;
+mod http;
+pub use http::HEADER_TIMEOUT;
 pub mod keys;
 pub mod metrics;
 pub mod orders;
@@ -293,12 +295,7 @@ pub async fn serve_on(
         .merge(admin::router(api.clone()))
         .merge(orders::router(orders_state))
         .merge(dashboard::router(api));
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = http::serve(listener, router, shutdown).await;
     reload.abort();
     recs_loader.abort();
     if let Some(t) = oidc_refresh {

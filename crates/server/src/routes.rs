@@ -257,6 +257,9 @@ fn decode_refusal(e: shoplake_collect::DecodeError) -> Refusal {
     }
 }
 
+/// A request's body must arrive within this long.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Decodes, authenticates and logs one request; returns (accepted, rejected).
 async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, usize), Refusal> {
     let received_at = now_micros();
@@ -270,15 +273,28 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let body = axum::body::to_bytes(body, app.max_request)
+    // a body trickled in slowly holds a connection: it has BODY_TIMEOUT
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, app.max_request))
         .await
-        .map_err(|_| {
+    {
+        Ok(b) => b.map_err(|_| {
             Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Reason::TooLarge,
                 format!("request body over {} KiB", app.max_request / 1024),
             )
-        })?;
+        })?,
+        Err(_) => {
+            return Err(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                Reason::BadRequest,
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    };
     let body =
         shoplake_collect::decompress(header(header::CONTENT_ENCODING), &body, app.max_request)
             .map_err(decode_refusal)?;
