@@ -87,19 +87,12 @@ async fn deltalake_duckdb_and_plain_parquet_readers_see_the_same_lake() {
         want.insert(table.to_string(), v);
     }
     let tables: BTreeMap<&str, &[&str]> = CHECKED.iter().copied().collect();
-    let out = Command::new(&py)
+    let out = ok(Command::new(&py)
         .args(["-c", READERS])
         .arg(fx.lake.root())
-        .arg(serde_json::to_string(&tables).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(serde_json::to_string(&tables).unwrap()));
     let got: BTreeMap<String, BTreeMap<String, Vec<serde_json::Value>>> =
-        serde_json::from_slice(&out.stdout).unwrap();
+        serde_json::from_str(&out).unwrap();
     for (table, readers) in &got {
         for (reader, v) in readers {
             assert_eq!(
@@ -152,7 +145,8 @@ fn shoplake(data: &Path) -> Command {
     c
 }
 
-fn ok(c: &mut Command) -> String {
+/// Runs `c`; its standard output, or a panic with both outputs.
+pub(crate) fn ok(c: &mut Command) -> String {
     let o = c.output().unwrap();
     assert!(
         o.status.success(),

@@ -456,17 +456,11 @@ with psycopg.connect(sys.argv[1]) as conn:
     n, total = cur.fetchone()
     print(n, total)
 "#;
-        let out = Command::new(py)
-            .args(["-c", script, &conninfo(pg, "ana", ANALYST_PW, "shoplake")])
-            .arg(median.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let got = crate::interop::ok(
+            Command::new(py)
+                .args(["-c", script, &conninfo(pg, "ana", ANALYST_PW, "shoplake")])
+                .arg(median.to_string()),
         );
-        let got = String::from_utf8_lossy(&out.stdout);
         let want_sum = query(
             &engine,
             &format!("SELECT sum(orders) AS s FROM curated.daily_kpis WHERE orders >= {median}"),

@@ -18,7 +18,7 @@
 //!   memory is bounded by the engine's memory pool.
 
 use std::fmt::Debug;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -610,6 +610,21 @@ fn classify(e: PgWireError) -> PgWireError {
 }
 
 impl Bounded {
+    /// `call` (planning and starting a query) within the timeout, its
+    /// errors given PostgreSQL's SQLSTATEs.
+    async fn within<T>(&self, call: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| {
+                error(
+                    "ERROR",
+                    "57014",
+                    "canceling statement due to statement timeout",
+                )
+            })?
+            .map_err(classify)
+    }
+
     fn bound(&self, response: Response) -> Response {
         match response {
             Response::Query(q) => Response::Query(with_deadline(q, self.timeout)),
@@ -652,19 +667,9 @@ impl SimpleQueryHandler for Bounded {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let responses = tokio::time::timeout(
-            self.timeout,
-            SimpleQueryHandler::do_query(&*self.inner, client, query),
-        )
-        .await
-        .map_err(|_| {
-            error(
-                "ERROR",
-                "57014",
-                "canceling statement due to statement timeout",
-            )
-        })?
-        .map_err(classify)?;
+        let responses = self
+            .within(SimpleQueryHandler::do_query(&*self.inner, client, query))
+            .await?;
         Ok(responses.into_iter().map(|r| self.bound(r)).collect())
     }
 }
@@ -690,30 +695,15 @@ impl ExtendedQueryHandler for Bounded {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let response = tokio::time::timeout(
-            self.timeout,
-            ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
-        )
-        .await
-        .map_err(|_| {
-            error(
-                "ERROR",
-                "57014",
-                "canceling statement due to statement timeout",
-            )
-        })?
-        .map_err(classify)?;
+        let response = self
+            .within(ExtendedQueryHandler::do_query(
+                &*self.inner,
+                client,
+                portal,
+                max_rows,
+            ))
+            .await?;
         Ok(self.bound(response))
-    }
-}
-
-/// The address a PostgreSQL client should use for `addr` (a wildcard
-/// listen address is reached on loopback).
-pub fn connect_host(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
     }
 }
 
