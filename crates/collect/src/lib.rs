@@ -90,6 +90,7 @@ mod ecommerce;
 mod enrich;
 mod ga4;
 mod json;
+mod pii;
 mod posthog;
 mod segment;
 mod snowplow;
@@ -102,6 +103,8 @@ mod tests;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use decompress::decompress;
+pub use pii::{PiiRules, WITHHELD};
+pub use shoplake_core::config::IpPolicy;
 
 /// A wire format the collector speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,6 +274,12 @@ pub struct CollectorOptions {
     /// How far ahead of the server clock an event time may be; later times
     /// are clamped. Default one day.
     pub max_clock_skew: Duration,
+    /// What is kept of a client's IP address. Default: the anonymised address.
+    pub ip: IpPolicy,
+    /// Personal fields to hash or drop from payloads, properties and e-mail
+    /// ids before anything is stored (`None`: keep them). Default `None`;
+    /// `shoplake serve` applies `[privacy]`, which hashes by default.
+    pub pii: Option<PiiRules>,
 }
 
 impl Default for CollectorOptions {
@@ -280,6 +289,8 @@ impl Default for CollectorOptions {
             max_decompressed_bytes: 8 * 1024 * 1024,
             geo_db: None,
             max_clock_skew: Duration::from_secs(86_400),
+            ip: IpPolicy::Anonymise,
+            pii: None,
         }
     }
 }
@@ -331,6 +342,22 @@ impl Collector {
             geo,
             ua: enrich::UaCache::new(),
         })
+    }
+
+    /// What is kept of `ip`: its anonymised text, or nothing.
+    fn anon(&self, ip: IpAddr) -> String {
+        match self.opts.ip {
+            IpPolicy::Anonymise => enrich::anonymise(ip).to_string(),
+            IpPolicy::Drop => String::new(),
+        }
+    }
+
+    /// A rejected item's payload with its personal fields hashed or dropped.
+    fn redact(&self, raw: String) -> String {
+        match &self.opts.pii {
+            Some(rules) => rules.redact(&raw).unwrap_or(raw),
+            None => raw,
+        }
     }
 
     /// The options this collector was built with.
@@ -459,6 +486,7 @@ impl<'c, 'i> Req<'c, 'i> {
         // the item was not understood, so its IP fields are unknown: scrub
         // every address-looking token
         let raw = enrich::scrub_any_ip(raw).unwrap_or_else(|| raw.to_owned());
+        let raw = self.c.redact(raw);
         let index = self.out.events.len() + self.out.rejected.len();
         self.out.rejected.push(Rejected {
             reason: reason.into(),
@@ -524,7 +552,7 @@ impl<'c, 'i> Req<'c, 'i> {
                 let ip = self.input.ip?;
                 Some(ConnIp {
                     full: ip.to_string(),
-                    anon: enrich::anonymise(ip).to_string(),
+                    anon: self.c.anon(ip),
                     country: self.c.geo.as_ref().and_then(|g| g.country(ip)),
                 })
             })
@@ -550,6 +578,7 @@ impl<'c, 'i> Req<'c, 'i> {
             Ok(c) => self.out.events.push(c),
             Err((reason, raw)) => {
                 let raw = enrich::scrub_any_ip(&raw).unwrap_or(raw);
+                let raw = self.c.redact(raw);
                 let index = self.out.events.len() + self.out.rejected.len();
                 self.out.rejected.push(Rejected { reason, raw, index })
             }
@@ -574,7 +603,7 @@ impl<'c, 'i> Req<'c, 'i> {
         let payload_ip = ip.as_deref().and_then(enrich::parse_ip);
         let mut raw: Cow<'_, str> = raw;
         if let (Some(text), Some(pip)) = (ip.as_deref(), payload_ip) {
-            let anon = enrich::anonymise(pip).to_string();
+            let anon = self.c.anon(pip);
             if let Some(s) = enrich::scrub(&raw, text.trim(), &anon) {
                 raw = Cow::Owned(s);
             }
@@ -585,10 +614,10 @@ impl<'c, 'i> Req<'c, 'i> {
                 raw = Cow::Owned(s);
             }
             ev.country = self.c.geo.as_ref().and_then(|g| g.country(pip));
-            ev.ip_anon = Some(Cow::Owned(anon));
+            ev.ip_anon = (!anon.is_empty()).then_some(Cow::Owned(anon));
         } else if let Some(conn) = self.conn_ip() {
             ev.country = conn.country.clone();
-            ev.ip_anon = Some(Cow::Owned(conn.anon.clone()));
+            ev.ip_anon = (!conn.anon.is_empty()).then(|| Cow::Owned(conn.anon.clone()));
         }
         if let Some(s) = self.scrub_conn(&raw) {
             raw = Cow::Owned(s);
@@ -701,6 +730,30 @@ impl<'c, 'i> Req<'c, 'i> {
                 ev.device_type = hints.device.unwrap_or("unknown");
                 ev.browser = hints.browser;
                 ev.os = hints.os;
+            }
+        }
+        // personal data, last: every field is where it will be stored
+        // (properties and ids come from the payload: when it holds nothing
+        // personal, neither do they)
+        if let Some(rules) = &self.c.opts.pii
+            && let Some(s) = rules.redact(&raw)
+        {
+            raw = Cow::Owned(s);
+            let person = ev.event_type == "identify";
+            if let Some(p) = ev.properties.as_deref().and_then(|p| {
+                if person {
+                    rules.redact_person(p)
+                } else {
+                    rules.redact(p)
+                }
+            }) {
+                ev.properties = Some(p);
+            }
+            if let Some(id) = ev.user_id.as_deref().and_then(|u| rules.id(u)) {
+                ev.user_id = Some(Cow::Owned(id));
+            }
+            if let Some(id) = ev.anonymous_id.as_deref().and_then(|u| rules.id(u)) {
+                ev.anonymous_id = Some(Cow::Owned(id));
             }
         }
         Ok(Collected {

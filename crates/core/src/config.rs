@@ -104,6 +104,8 @@ pub struct Config {
     pub orders: OrdersConfig,
     /// Machine learning (`shoplake ml train`).
     pub ml: MlConfig,
+    /// What the collector keeps of personal data.
+    pub privacy: PrivacyConfig,
     /// Event sources (`[[sources]]`): a name, a write key and per-source limits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
@@ -129,6 +131,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             orders: OrdersConfig::default(),
             ml: MlConfig::default(),
+            privacy: PrivacyConfig::default(),
             sources: Vec::new(),
             profiles: BTreeMap::new(),
         }
@@ -670,6 +673,96 @@ impl Default for MlConfig {
     }
 }
 
+/// `[privacy]`: personal data in collected events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// What happens to a client's IP address: `anonymise` (IPv4 /24, IPv6
+    /// /48; the default) or `drop` (no address and no anonymised address is
+    /// kept). The country, when a GeoIP database is set, is looked up first
+    /// either way.
+    pub ip: IpPolicy,
+    /// What happens to personal fields (see `pii_fields`) before anything is
+    /// stored: `hash` (a keyed hash, so one person's values still match
+    /// each other; the default), `drop`, or `keep`.
+    pub pii: PiiAction,
+    /// Field names that are personal wherever they appear, compared
+    /// ignoring case and the separators `_ - . $` and space
+    /// (`firstName` = `first_name`).
+    pub pii_fields: Vec<String>,
+    /// Field names that are personal only inside a person's object (see
+    /// `person_objects`): `name` is a person's name in `traits`, a product's
+    /// name in `products`.
+    pub person_fields: Vec<String>,
+    /// Objects that describe a person (Segment `traits`, PostHog `$set`, GA4
+    /// `user_properties`, ...): everything under them named in
+    /// `person_fields` is personal too.
+    pub person_objects: Vec<String>,
+    /// The hash key: a file of at least 32 bytes (created with a random key
+    /// at `<data>/state/pii.key` when unset and missing).
+    /// `SHOPLAKE_PII_KEY` wins over it. Keep it secret and keep it: a new
+    /// key makes new hashes, so one person's events no longer match.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        PrivacyConfig {
+            ip: IpPolicy::Anonymise,
+            pii: PiiAction::Hash,
+            pii_fields: s(&[
+                "email",
+                "email_address",
+                "phone",
+                "phone_number",
+                "mobile",
+                "first_name",
+                "last_name",
+                "full_name",
+                "address",
+                "street",
+                "birthday",
+                "date_of_birth",
+            ]),
+            person_fields: s(&["name"]),
+            person_objects: s(&[
+                "traits",
+                "$set",
+                "$set_once",
+                "user_properties",
+                "customer",
+                "person",
+            ]),
+            key_file: None,
+        }
+    }
+}
+
+/// `[privacy] ip`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IpPolicy {
+    /// Keep the network part only.
+    #[default]
+    Anonymise,
+    /// Keep nothing.
+    Drop,
+}
+
+/// `[privacy] pii`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    /// Replace the value with `pii:` and a keyed hash.
+    #[default]
+    Hash,
+    /// Remove the field.
+    Drop,
+    /// Store the value as sent.
+    Keep,
+}
+
 /// `[alerts]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -735,6 +828,7 @@ pub const NON_CONFIG_ENV: &[&str] = &[
     "SHOPLAKE_ORDERS_DB",
     "SHOPLAKE_WAREHOUSE_URL",
     "SHOPLAKE_FAILPOINT",
+    "SHOPLAKE_PII_KEY",
 ];
 
 impl Config {

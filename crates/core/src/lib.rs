@@ -8,6 +8,7 @@
 //!   validator and the ETL share;
 //! * [`event`] — the canonical behavioural event (`processed.events`) and its
 //!   columnar builder;
+//! * [`privacy`] — pseudonyms of personal data;
 //! * [`money`] and [`time`] — exact decimal money and UTC time parsing;
 //! * [`config`] — `shoplake.toml`, its profiles and `SHOPLAKE_*` overrides;
 //! * [`Error`] — the error type of this crate.
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod event;
 pub mod money;
+pub mod privacy;
 pub mod schema;
 pub mod sources;
 pub mod time;

@@ -48,6 +48,61 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The key of personal-data pseudonyms (`[privacy]`): `SHOPLAKE_PII_KEY`
+/// (`env`) if set, else `key_file`, else `<data>/state/pii.key`, which is
+/// created with 32 random bytes (mode 0600) when missing. A key shorter than
+/// 32 bytes is an error: it could be guessed.
+pub fn pii_key(
+    state_dir: &Path,
+    key_file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<shoplake_core::privacy::PiiKey> {
+    use shoplake_core::privacy::PiiKey;
+    let short = |what: &Path| {
+        LakeError::Refused {
+        path: what.to_path_buf(),
+        reason: "a key shorter than 32 bytes could be guessed: make one with `head -c 32 /dev/urandom | base64`".into(),
+    }
+    };
+    if let Some(v) = env.filter(|v| !v.trim().is_empty()) {
+        return PiiKey::from_secret(v.as_bytes())
+            .ok_or_else(|| short(Path::new("SHOPLAKE_PII_KEY")));
+    }
+    let default = state_dir.join("pii.key");
+    let path = key_file.unwrap_or(&default);
+    match fs::read(path) {
+        Ok(bytes) => PiiKey::from_secret(&bytes).ok_or_else(|| short(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && key_file.is_none() => {
+            let mut secret = [0u8; 32];
+            let mut r =
+                fs::File::open("/dev/urandom").map_err(|e| LakeError::io("/dev/urandom", e))?;
+            std::io::Read::read_exact(&mut r, &mut secret)
+                .map_err(|e| LakeError::io("/dev/urandom", e))?;
+            let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            fs::create_dir_all(state_dir).map_err(|e| LakeError::io(state_dir, e))?;
+            let mut f = {
+                let mut o = fs::OpenOptions::new();
+                o.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                match o.open(path) {
+                    Ok(f) => f,
+                    // another process made it first: use theirs
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return pii_key(state_dir, key_file, None);
+                    }
+                    Err(e) => return Err(LakeError::io(path, e)),
+                }
+            };
+            f.write_all(hex.as_bytes())
+                .map_err(|e| LakeError::io(path, e))?;
+            f.sync_all().map_err(|e| LakeError::io(path, e))?;
+            Ok(PiiKey::from_secret(hex.as_bytes()).expect("64 bytes"))
+        }
+        Err(e) => Err(LakeError::io(path, e)),
+    }
+}
+
 /// Days a pipeline run must revisit, marked by `shoplake serve` as it
 /// writes them: one empty file per day under `<data>/state/<kind>/`, touched
 /// after each commit and removed by the pipeline once it has processed the

@@ -147,10 +147,23 @@ pub async fn serve_on(
     let cfg = &opts.config;
     let srv = &cfg.server;
     let lake = Lake::open(&opts.data_dir, &cfg.lake)?;
+    let pii = match cfg.privacy.pii {
+        shoplake_core::config::PiiAction::Keep => None,
+        _ => {
+            let key = shoplake_lake::state::pii_key(
+                &lake.state_dir(),
+                cfg.privacy.key_file.as_deref(),
+                std::env::var("SHOPLAKE_PII_KEY").ok().as_deref(),
+            )?;
+            shoplake_collect::PiiRules::new(&cfg.privacy, key)
+        }
+    };
     let collector = Collector::new(CollectorOptions {
         max_event_bytes: srv.max_event_kb * 1024,
         max_decompressed_bytes: srv.max_request_kb * 1024,
         geo_db: srv.geoip_db.clone(),
+        ip: cfg.privacy.ip,
+        pii,
         ..Default::default()
     })
     .map_err(|e| ServerError::Invalid(e.to_string()))?;
