@@ -122,6 +122,9 @@ pub enum Command {
     /// Lake upkeep: compaction, vacuum, log trimming, raw-zone retention.
     #[command(subcommand)]
     Lake(LakeCommand),
+    /// Personal data: erase a person from every table (the right to erasure).
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
     /// Data-quality checks: run them, list them.
     #[command(subcommand)]
     Quality(QualityCommand),
@@ -655,6 +658,44 @@ pub struct ReportArgs {
     #[arg(long)]
     pub timing: bool,
 }
+
+/// `privacy ...`
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Erase a person from every table of the lake and from the raw landing
+    /// files, then count what is left of them in each table (the proof:
+    /// zeros). The data files and Delta log entries that held them are
+    /// deleted at once, so older versions of those tables can no longer be
+    /// read. Exits 1 if any row is left.
+    #[command(after_help = ERASE_AFTER)]
+    Erase {
+        /// A customer id, user id or e-mail address (repeatable). An e-mail
+        /// address is also searched as the pseudonym the collector stored
+        /// in its place.
+        #[arg(long = "user-id", value_name = "ID")]
+        user_ids: Vec<String>,
+        /// A device or browser id (repeatable). Devices found linked to
+        /// the user ids are erased without being named.
+        #[arg(long = "anonymous-id", value_name = "ID")]
+        anonymous_ids: Vec<String>,
+        /// Count what would be erased; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
+}
+
+const ERASE_AFTER: &str = "Example:
+  shoplake privacy erase --user-id C000123 --user-id ann@shop.example
+  # check it yourself afterwards:
+  shoplake sql \"SELECT count(*) FROM processed.events WHERE user_id = 'C000123'\"
+
+Orders in the orders database (`shoplake serve`'s /api/orders) are not
+touched: they are the shop's financial records. Events still in the event
+log of a running `shoplake serve` reach the lake after the erasure: stop the
+person's tracking first, or erase again a minute later.";
 
 /// `catalog ...`
 #[derive(Debug, Subcommand)]

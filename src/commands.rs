@@ -27,8 +27,8 @@ use crate::Env;
 use crate::cli::{
     CatalogCommand, Command, ExportArgs, ExportFormatArg, FormatArg, GenerateArgs, KeysCommand,
     LakeCommand, LoadCommand, LoadPostgresArgs, MlCommand, MlModelArg, PasswordArgs,
-    PipelineCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs, SourceArg, TokensCommand,
-    UsersCommand,
+    PipelineCommand, PrivacyCommand, QualityCommand, ReportArgs, RoleArg, ServeArgs, SourceArg,
+    TokensCommand, UsersCommand,
 };
 use crate::progress::{StepSpinner, counter};
 
@@ -103,6 +103,18 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
                 dry_run: false,
             };
             lake_maintain(env, &m, format).await
+        }
+        Command::Privacy(PrivacyCommand::Erase {
+            user_ids,
+            anonymous_ids,
+            dry_run,
+            format,
+        }) => {
+            let person = shoplake_jobs::privacy::Person {
+                user_ids,
+                anonymous_ids,
+            };
+            privacy_erase(env, &person, dry_run, format).await
         }
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
@@ -713,6 +725,97 @@ fn find_tables(names: &[String]) -> Result<Vec<&'static schema::Table>> {
                 })
         })
         .collect()
+}
+
+async fn privacy_erase(
+    env: &Env,
+    person: &shoplake_jobs::privacy::Person,
+    dry_run: bool,
+    f: FormatArg,
+) -> Result<ExitCode> {
+    let lake = open_lake(env)?;
+    // the pseudonym key exists only where the collector hashed something
+    let key_file = env.config.privacy.key_file.clone();
+    let env_key = std::env::var("SHOPLAKE_PII_KEY").ok();
+    let key =
+        if env_key.is_some() || key_file.is_some() || lake.state_dir().join("pii.key").exists() {
+            Some(shoplake_lake::state::pii_key(
+                &lake.state_dir(),
+                key_file.as_deref(),
+                env_key.as_deref(),
+            )?)
+        } else {
+            None
+        };
+    let r = shoplake_jobs::privacy::erase(&lake, person, key.as_ref(), dry_run).await?;
+    let code = if r.proven() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if matches!(f, FormatArg::Json) {
+        print_json(&r)?;
+        return Ok(code);
+    }
+    let rows: Vec<Vec<String>> = r
+        .remaining
+        .iter()
+        .map(|(table, left)| {
+            let e = r.tables.iter().find(|t| &t.table == table);
+            vec![
+                table.clone(),
+                e.map_or(0, |e| e.rows).to_string(),
+                e.map_or(0, |e| e.files_deleted).to_string(),
+                e.map_or(0, |e| e.log_entries_removed).to_string(),
+                left.to_string(),
+            ]
+        })
+        .collect();
+    let erased = if dry_run {
+        "would_erase"
+    } else {
+        "rows_erased"
+    };
+    let left = if dry_run { "rows_now" } else { "rows_left" };
+    print_batches(
+        &[strings_batch(
+            &[
+                "table",
+                erased,
+                "files_deleted",
+                "log_entries_removed",
+                left,
+            ],
+            &rows,
+        )?],
+        f,
+    )?;
+    if matches!(f, FormatArg::Table) {
+        let mut text = String::new();
+        for (path, n) in &r.raw_files {
+            text.push_str(&format!(
+                "{}{n} row(s) removed from {}\n",
+                if dry_run { "would have " } else { "" },
+                path.display()
+            ));
+        }
+        text.push_str(&format!(
+            "{}{} row(s) of {} id(s) and {} device id(s); {}\n",
+            if dry_run { "dry run: " } else { "erased " },
+            r.rows(),
+            r.ids.len(),
+            r.anonymous_ids.len().saturating_sub(r.ids.len()),
+            if dry_run {
+                "nothing changed".to_owned()
+            } else if r.proven() {
+                "every table counted again: nothing of them is left".to_owned()
+            } else {
+                "ROWS ARE LEFT (see rows_left): run it again".to_owned()
+            }
+        ));
+        out(text.as_bytes())?;
+    }
+    Ok(code)
 }
 
 async fn lake_maintain(

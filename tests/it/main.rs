@@ -17,4 +17,5 @@ mod ml;
 mod orders;
 mod pg;
 mod pipeline;
+mod privacy;
 mod quality;

@@ -17,6 +17,7 @@
 //! * [`alerts`] — alerts to the log and webhooks, de-duplicated;
 //! * [`schedule`] — the scheduler of `shoplake serve` (cron, new files);
 //! * [`maintain`] — compaction, vacuum, log trimming, raw-zone retention;
+//! * [`privacy`] — erasing a person from every table;
 //! * [`ml`] — segments, churn, recommendations and lifetime value;
 //! * [`warehouse`] — incremental loads of lake tables into PostgreSQL, over
 //!   [`pgcopy`], Arrow in PostgreSQL's binary `COPY` format.
@@ -31,6 +32,7 @@ pub mod maintain;
 pub mod ml;
 pub mod pgcopy;
 pub mod pipeline;
+pub mod privacy;
 pub mod quality;
 pub mod schedule;
 pub mod sessions;

@@ -196,6 +196,90 @@ impl Lake {
         Ok(())
     }
 
+    /// Rows of `t` matching `predicate` (0 when the table was never written).
+    pub async fn count_where(
+        &self,
+        t: &Table,
+        predicate: datafusion::prelude::Expr,
+    ) -> Result<u64> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(0);
+        };
+        let df_err = |e: datafusion::error::DataFusionError| LakeError::DataFusion(Box::new(e));
+        let ctx = datafusion::prelude::SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| LakeError::delta(t.qualified(), e))?;
+        let provider = table.table_provider().await.map_err(df_err)?;
+        let n = ctx
+            .read_table(provider)
+            .map_err(df_err)?
+            .filter(predicate)
+            .map_err(df_err)?
+            .count()
+            .await
+            .map_err(df_err)?;
+        Ok(n as u64)
+    }
+
+    /// Deletes the rows of `t` matching `predicate` (if any) and what Delta
+    /// keeps of the past for time travel: data files no longer in the
+    /// current version are deleted now (not after `vacuum_retain_hours`),
+    /// and so are the log entries before it (a checkpoint takes their
+    /// place), which held old files' column statistics and the deletion's
+    /// own predicate. Older versions of `t` can no longer be read
+    /// afterwards. Safe beside writers: the vacuum deletes only files the
+    /// log has removed.
+    pub async fn erase_where(
+        &self,
+        t: &Table,
+        predicate: Option<datafusion::prelude::Expr>,
+    ) -> Result<Erased> {
+        let mut out = Erased {
+            table: t.qualified(),
+            ..Default::default()
+        };
+        let Some(mut table) = self.load(t).await? else {
+            return Ok(out);
+        };
+        let err = |e| LakeError::delta(t.qualified(), e);
+        if let Some(p) = predicate {
+            let (t2, metrics) = table
+                .delete()
+                .with_predicate(p)
+                .with_writer_properties(self.writer_properties())
+                .await
+                .map_err(err)?;
+            table = t2;
+            out.rows = metrics.num_deleted_rows.unwrap_or(0) as u64;
+        }
+        let (table, vacuumed) = table
+            .vacuum()
+            .with_retention_period(chrono::Duration::zero())
+            .with_enforce_retention_duration(false)
+            .with_mode(deltalake::operations::vacuum::VacuumMode::Lite)
+            .await
+            .map_err(err)?;
+        out.files_deleted = vacuumed.files_deleted.len() as u64;
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .map_err(err)?;
+        let version = table.version().unwrap_or(0);
+        // every entry before the checkpoint, however recent
+        let cutoff = chrono::Utc::now().timestamp_millis() + 60_000;
+        out.log_entries_removed = deltalake::protocol::checkpoints::cleanup_expired_logs_for(
+            version,
+            table.log_store().as_ref(),
+            cutoff,
+            None,
+        )
+        .await
+        .map_err(err)? as u64;
+        self.open.lock().expect("unpoisoned").remove(&t.qualified());
+        tracing::info!(table = %out.table, rows = out.rows, files_deleted = out.files_deleted, log_entries_removed = out.log_entries_removed, "erased");
+        Ok(out)
+    }
+
     /// Compacts `t` when it has more data files than `lake.compact_after_files`
     /// (each incremental run of a day-grain model adds one): small files are
     /// rewritten into few, in one commit. Returns the files removed.
@@ -1073,6 +1157,19 @@ impl Appender {
             rows: self.rows,
         })
     }
+}
+
+/// What [`Lake::erase_where`] did to one table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Erased {
+    /// `zone.name`.
+    pub table: String,
+    /// Rows deleted.
+    pub rows: u64,
+    /// Data files that held them, deleted from storage.
+    pub files_deleted: u64,
+    /// Delta log entries before the deletion, deleted.
+    pub log_entries_removed: u64,
 }
 
 /// What [`Lake::maintain`] did to one table.
