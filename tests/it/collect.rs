@@ -744,6 +744,160 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     );
 }
 
+/// The crash loop: the server is `kill -9`ed at 20 random moments (in WAL
+/// fsyncs, sink commits, recovery, whatever it is doing) while clients keep
+/// sending with retries: a batch that got no 2xx is sent again with the same
+/// event ids, as SDKs do. Afterwards every acknowledged event is in
+/// `raw.events` and `processed.events` exactly once and every table reads.
+/// The seed is printed; `CRASH_SEED=n` replays a run, `CRASH_KILLS=n` runs
+/// a longer soak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing() {
+    let kills: usize = std::env::var("CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash loop: {kills} kills, CRASH_SEED={seed}");
+    let mut x = seed;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let dir = TempDir::new().unwrap();
+    let addr = free_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let stop = stop.clone();
+        clients.push(std::thread::spawn(move || {
+            let (mut acked, mut attempts) = (Vec::new(), 0u64);
+            let mut n = 0;
+            let mut pending: Option<(Vec<String>, String)> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let (ids, body) = pending.get_or_insert_with(|| {
+                    let ids: Vec<String> = (0..50).map(|i| format!("c{c}-{n}-{i}")).collect();
+                    let items: Vec<String> = ids
+                        .iter()
+                        .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{c}","properties":{{"product_id":"P{n}"}}}}"#))
+                        .collect();
+                    let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+                    (ids, body)
+                });
+                attempts += 1;
+                match http(addr, "POST", "/v1/batch", &[("Content-Type", "application/json")], body.as_bytes()) {
+                    Ok(r) if r.status == 200 => {
+                        acked.append(ids);
+                        pending = None;
+                        n += 1;
+                    }
+                    // refused, reset or no server: the same batch again
+                    _ => std::thread::sleep(Duration::from_millis(25)),
+                }
+            }
+            (acked, attempts)
+        }));
+    }
+    let t0 = Instant::now();
+    for _ in 0..kills {
+        let mut child = shoplake_serve(dir.path(), addr);
+        wait_ready(addr, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100 + rnd() % 1400));
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+    }
+    // a last life: the clients' pending batches get through, then they stop
+    let mut child = shoplake_serve(dir.path(), addr);
+    wait_ready(addr, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let mut acked: Vec<String> = Vec::new();
+    let mut attempts = 0;
+    for c in clients {
+        let (a, n) = c.join().unwrap();
+        acked.extend(a);
+        attempts += n;
+    }
+    eprintln!(
+        "crash loop: {kills} kills in {:.1}s, {} events acknowledged, {attempts} requests",
+        t0.elapsed().as_secs_f64(),
+        acked.len()
+    );
+    assert!(
+        acked.len() >= 50 * kills,
+        "too little got through: {}",
+        acked.len()
+    );
+
+    let e = engine(dir.path());
+    let t1 = Instant::now();
+    loop {
+        let rows = query(
+            &e,
+            "SELECT count(DISTINCT event_id) AS n FROM processed.events",
+        )
+        .await;
+        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= acked.len() {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "acknowledged events missing after the crash loop"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe_sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status}");
+
+    for table in ["raw.events", "processed.events"] {
+        let rows = query(
+            &e,
+            &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM {table}"),
+        )
+        .await;
+        assert_eq!(
+            cell(&rows, 0, "n"),
+            cell(&rows, 0, "d"),
+            "duplicates in {table}"
+        );
+        assert_eq!(
+            cell(&rows, 0, "n").parse::<usize>().unwrap() % 50,
+            0,
+            "{table} holds part of a batch: a torn request"
+        );
+    }
+    let rows = query(&e, "SELECT event_id FROM processed.events").await;
+    let have: std::collections::HashSet<String> = (0..rows.len())
+        .map(|i| cell(&rows, i, "event_id"))
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?} (CRASH_SEED={seed})",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // every table still reads whole
+    for t in shoplake_core::schema::TABLES
+        .iter()
+        .filter(|t| t.storage == shoplake_core::schema::Storage::Delta)
+    {
+        query(&e, &format!("SELECT count(*) AS n FROM {}", t.qualified())).await;
+    }
+}
+
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).
 fn unsafe_sigterm(child: &Child) {
     let ok = Command::new("kill")
