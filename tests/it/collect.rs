@@ -1147,6 +1147,40 @@ fn segment_track(id: &str, event: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `server.ip_requests_per_sec`: one address gets its burst, then 429 with
+/// `Retry-After` before its body is even read; a forged `X-Forwarded-For`
+/// does not buy a new allowance unless the proxy is trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_is_limited_per_second() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = test_config();
+    cfg.server.ip_requests_per_sec = 2.0;
+    let srv = Server::start(dir.path(), cfg).await;
+    let json = [("Content-Type", "application/json")];
+    let body = segment_track("ip-1", r#""Product Viewed""#, "");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = http(srv.addr, "POST", "/v1/track", &json, &body).unwrap();
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some());
+            assert!(r.text().contains("address"), "{}", r.text());
+        }
+    }
+    assert_eq!(&statuses[..4], &[200; 4], "a burst of two seconds' worth");
+    assert_eq!(statuses[5], 429, "{statuses:?}");
+    let forged = [
+        ("Content-Type", "application/json"),
+        ("X-Forwarded-For", "203.0.113.77"),
+    ];
+    let r = http(srv.addr, "POST", "/v1/track", &forged, &body).unwrap();
+    assert_eq!(r.status, 429, "X-Forwarded-For is not trusted by default");
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = http(srv.addr, "POST", "/v1/track", &json, &body).unwrap();
+    assert_eq!(r.status, 200, "the allowance refills");
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_a_reason_and_the_server_stays_up() {
     use std::io::Write as _;

@@ -402,6 +402,11 @@ pub struct ServerConfig {
     pub geoip_db: Option<PathBuf>,
     /// Take the client address from `X-Forwarded-For` (behind a proxy you trust).
     pub trust_forwarded_for: bool,
+    /// Collection requests per second one client address may send (bursts
+    /// of two seconds' worth); more get 429 before their body is read.
+    /// 0: no limit (the default: a server-side SDK or an office NAT sends
+    /// from one address).
+    pub ip_requests_per_sec: f64,
     /// Mark the login cookie `Secure` (browsers then send it over HTTPS
     /// only): set it when users reach shoplake through HTTPS.
     pub secure_cookies: bool,
@@ -463,6 +468,7 @@ impl Default for ServerConfig {
             dedup_window_events: 2_000_000,
             geoip_db: None,
             trust_forwarded_for: false,
+            ip_requests_per_sec: 0.0,
             secure_cookies: false,
             oidc: OidcConfig::default(),
         }
@@ -894,6 +900,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "currency: {c:?} is not an ISO 4217 code such as USD or EUR"
             )));
+        }
+        let ip_rate = self.server.ip_requests_per_sec;
+        if !(ip_rate.is_finite() && ip_rate >= 0.0) {
+            return Err(Error::Config(
+                "server.ip_requests_per_sec: must be a number ≥ 0 (0: no limit)".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.import.max_bad_row_ratio) {
             return Err(Error::Config(

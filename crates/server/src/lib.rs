@@ -29,6 +29,7 @@ mod cache;
 mod dashboard;
 mod error;
 mod http;
+mod iplimit;
 pub use http::HEADER_TIMEOUT;
 pub mod keys;
 pub mod metrics;
@@ -106,6 +107,8 @@ pub(crate) struct App {
     pub(crate) ready: AtomicBool,
     pub(crate) max_request: usize,
     pub(crate) trust_forwarded_for: bool,
+    /// Requests per second per client address (collection), if limited.
+    pub(crate) ip_limit: Option<iplimit::IpLimiter>,
     /// Latest product events per session and user, for recommendations.
     pub(crate) activity: Arc<recs::Activity>,
 }
@@ -226,6 +229,7 @@ pub async fn serve_on(
         ready: AtomicBool::new(true),
         max_request: srv.max_request_kb * 1024,
         trust_forwarded_for: srv.trust_forwarded_for,
+        ip_limit: iplimit::IpLimiter::new(srv.ip_requests_per_sec),
         activity: Arc::new(recs::Activity::new(cfg.ml.live_sessions)),
     });
     let reload = tokio::spawn(reload_keys(app.clone(), opts.data_dir.clone(), fixed));

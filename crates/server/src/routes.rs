@@ -270,6 +270,17 @@ async fn accept(app: &App, protocol: Protocol, req: Request) -> Result<(usize, u
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
     );
+    if let (Some(limit), Some(addr)) = (&app.ip_limit, ip)
+        && let Err(wait) = limit.admit(addr)
+    {
+        let mut r = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Reason::RateLimited,
+            "too many requests from this address (server.ip_requests_per_sec)",
+        );
+        r.retry_after = Some(wait);
+        return Err(r);
+    }
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let header = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
