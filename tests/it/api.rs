@@ -744,7 +744,31 @@ async fn oidc_tokens_are_verified_against_the_providers_keys() {
     let i = tampered.len() - 20;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
+    // no signature at all, and a token signed with HMAC keyed by the
+    // provider's public key (the classic algorithm confusion)
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let unsigned = format!(
+        "Bearer {}.{}.",
+        b64(serde_json::json!({"alg": "none", "typ": "JWT", "kid": "k1"})),
+        b64(good(serde_json::json!("admin")))
+    );
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let confused = format!(
+        "Bearer {}",
+        encode(
+            &hs,
+            &good(serde_json::json!("admin")),
+            &jsonwebtoken::EncodingKey::from_secret(TEST_KEY_N.as_bytes()).unwrap()
+        )
+        .unwrap()
+    );
     for (what, t) in [
+        ("alg none", unsigned),
+        ("HS256 keyed by the public key", confused),
         ("expired", token("k1", expired)),
         ("another issuer", token("k1", wrong_iss)),
         ("another audience", token("k1", wrong_aud)),
