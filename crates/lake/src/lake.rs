@@ -276,7 +276,7 @@ impl Lake {
         .await
         .map_err(err)? as u64;
         self.open.lock().expect("unpoisoned").remove(&t.qualified());
-        tracing::info!(table = %out.table, rows = out.rows, files_deleted = out.files_deleted, log_entries_removed = out.log_entries_removed, "erased");
+        tracing::debug!(table = %out.table, rows = out.rows, files_deleted = out.files_deleted, log_entries_removed = out.log_entries_removed, "erased");
         Ok(out)
     }
 
