@@ -503,3 +503,132 @@ with psycopg.connect(sys.argv[1]) as conn:
     );
     s.stop().await;
 }
+
+/// With `server.tls_cert` and `server.tls_key`, the HTTP port speaks HTTPS
+/// only (curl checks the certificate) and the PostgreSQL port takes logins
+/// over TLS only: `psql` with `sslmode=require` queries, without TLS it is
+/// refused before it sends the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_the_http_and_postgres_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let data = dir.path().join("data");
+    let store = Store::open(&data.join("state")).unwrap();
+    store
+        .add_user(
+            "ana",
+            Role::Analyst,
+            &auth::hash_password(ANALYST_PW).unwrap(),
+        )
+        .unwrap();
+    let mut cfg = Config::default();
+    cfg.server.tls_cert = Some(cert.clone());
+    cfg.server.tls_key = Some(key.clone());
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, pg) = (
+        http.local_addr().unwrap(),
+        pg_listener.local_addr().unwrap(),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = shoplake_server::ServeOptions {
+        data_dir: data.clone(),
+        config: cfg,
+        write_keys: vec![],
+    };
+    let listeners = shoplake_server::Listeners {
+        http,
+        postgres: Some(pg_listener),
+    };
+    let task = tokio::spawn(shoplake_server::serve_on(opts, listeners, async move {
+        let _ = rx.await;
+    }));
+
+    let curl = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "--silent",
+                "--max-time",
+                "10",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(&cert)
+            .arg(format!("https://127.0.0.1:{}{path}", addr.port()))
+            .output()
+            .expect("curl is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let t0 = Instant::now();
+    while curl("/readyz") != "200" {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no HTTPS answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(curl("/healthz"), "200");
+    let plain = crate::collect::http(addr, "GET", "/healthz", &[], b"");
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status != 200),
+        "plain HTTP is not served next to HTTPS"
+    );
+
+    let psql = |sslmode: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "{} sslmode={sslmode}",
+                conninfo(pg, "ana", ANALYST_PW, "shoplake")
+            ))
+            .args(["-X", "-A", "-t", "-c", "SELECT 40 + 2"])
+            .output()
+            .expect("psql is installed (scripts/setup-test-env)")
+    };
+    let out = psql("require");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    let out = psql("disable");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS only"), "{err}");
+    assert_eq!(
+        code(connect(pg, "ana", ANALYST_PW).await),
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION.code()
+    );
+
+    let _ = tx.send(());
+    task.await.unwrap().expect("server stopped cleanly");
+}

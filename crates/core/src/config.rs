@@ -402,6 +402,11 @@ pub struct ServerConfig {
     pub geoip_db: Option<PathBuf>,
     /// Take the client address from `X-Forwarded-For` (behind a proxy you trust).
     pub trust_forwarded_for: bool,
+    /// A PEM certificate chain: with `tls_key`, the HTTP port speaks HTTPS
+    /// only and the PostgreSQL port TLS (and refuses logins without it).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Collection requests per second one client address may send (bursts
     /// of two seconds' worth); more get 429 before their body is read.
     /// 0: no limit (the default: a server-side SDK or an office NAT sends
@@ -469,6 +474,8 @@ impl Default for ServerConfig {
             geoip_db: None,
             trust_forwarded_for: false,
             ip_requests_per_sec: 0.0,
+            tls_cert: None,
+            tls_key: None,
             secure_cookies: false,
             oidc: OidcConfig::default(),
         }
@@ -900,6 +907,11 @@ impl Config {
             return Err(Error::Config(format!(
                 "currency: {c:?} is not an ISO 4217 code such as USD or EUR"
             )));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(Error::Config(
+                "server.tls_cert and server.tls_key go together: set both or neither".into(),
+            ));
         }
         let ip_rate = self.server.ip_requests_per_sec;
         if !(ip_rate.is_finite() && ip_rate >= 0.0) {

@@ -79,12 +79,25 @@ pub enum Refusal {
 }
 
 /// Limits of the endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgOptions {
     /// A query's answer is cut off after this long.
     pub timeout: Duration,
     /// Connections served at once (more are refused with SQLSTATE 53300).
     pub max_connections: usize,
+    /// TLS for clients that ask for it (`sslmode=require`); when set, a
+    /// login without TLS is refused before the password is sent.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for PgOptions {
@@ -92,6 +105,7 @@ impl Default for PgOptions {
         PgOptions {
             timeout: Duration::from_secs(300),
             max_connections: 64,
+            tls: None,
         }
     }
 }
@@ -196,13 +210,14 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
         let limiter = limiter.clone();
+        let tls = opts.tls.clone();
         tokio::spawn(async move {
             let Ok(_permit) = limiter.try_acquire_owned() else {
                 tracing::warn!(%peer, "postgres endpoint: too many connections, refused");
                 refuse_busy(socket).await;
                 return;
             };
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
             }
         });
@@ -262,6 +277,7 @@ impl Handlers {
             }),
             startup: Arc::new(PasswordStartup {
                 auth,
+                require_tls: opts.tls.is_some(),
                 params,
                 keys: RandomPidSecretKeyGenerator::default(),
                 connections: connections.clone(),
@@ -318,6 +334,8 @@ fn error(severity: &str, code: &str, message: impl Into<String>) -> PgWireError 
 
 struct PasswordStartup {
     auth: Arc<dyn Authenticator>,
+    /// Refuse logins over plain TCP (the password would cross in clear).
+    require_tls: bool,
     params: DefaultServerParameterProvider,
     keys: RandomPidSecretKeyGenerator,
     connections: Arc<ConnectionManager>,
@@ -338,6 +356,13 @@ impl StartupHandler for PasswordStartup {
         use futures::SinkExt;
         match message {
             PgWireFrontendMessage::Startup(ref startup) => {
+                if self.require_tls && !client.is_secure() {
+                    return Err(error(
+                        "FATAL",
+                        "28000",
+                        "this server takes logins over TLS only: connect with sslmode=require",
+                    ));
+                }
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 let login = LoginInfo::from_client_info(client);

@@ -312,7 +312,11 @@ pub async fn serve_on(
         .merge(admin::router(api.clone()))
         .merge(orders::router(orders_state))
         .merge(dashboard::router(api));
-    let served = http::serve(listener, router, shutdown).await;
+    let tls = match (&srv.tls_cert, &srv.tls_key) {
+        (Some(c), Some(k)) => Some(http::tls_acceptor(c, k, &[b"h2", b"http/1.1"])?),
+        _ => None,
+    };
+    let served = http::serve(listener, router, tls, shutdown).await;
     reload.abort();
     recs_loader.abort();
     if let Some(t) = oidc_refresh {
@@ -354,9 +358,14 @@ fn start_postgres(
         .local_addr()
         .map_err(|e| ServerError::Io(e.to_string()))?;
     tracing::info!(%addr, database = shoplake_pgwire::DATABASE, "PostgreSQL endpoint listening");
+    let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        (Some(c), Some(k)) => Some(http::tls_acceptor(c, k, &[])?),
+        _ => None,
+    };
     let opts = shoplake_pgwire::PgOptions {
         timeout: Duration::from_secs(cfg.query.timeout_secs.max(1)),
         max_connections: cfg.server.pg_max_connections,
+        tls,
     };
     let auth = Arc::new(pg::PgAuth { api: api.clone() });
     let served = shoplake_pgwire::serve(listener, ctx, auth, opts, async move {
