@@ -898,6 +898,164 @@ async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing(
     }
 }
 
+/// Secrets never reach the log, even at debug level: the write key (in the
+/// body, in Basic auth and in a URL), passwords (right and wrong, on
+/// `/login` and on the PostgreSQL port), an API token and the pseudonym key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_never_logged() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path();
+    let bin = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("--data").arg(data).args(args).env("CI", "true");
+        c
+    };
+    const PASSWORD: &str = "correct-horse-battery-9";
+    const WRONG: &str = "wrong-horse-battery-7";
+    const PII_KEY: &str = "pii-key-0123456789abcdef0123456789abcdef";
+    let mut add = bin(&[
+        "users",
+        "add",
+        "ana",
+        "--role",
+        "analyst",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success(), "users add");
+    let out = bin(&["tokens", "create", "ci", "--role", "analyst"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("slt_"))
+        .expect("the token is printed once")
+        .to_owned();
+
+    let (addr, pg) = (free_addr(), free_addr());
+    let log = data.join("serve.log");
+    let mut child = bin(&[
+        "serve",
+        "--addr",
+        &addr.to_string(),
+        "--pg-addr",
+        &pg.to_string(),
+        "--write-key",
+        &format!("web={KEY}"),
+    ])
+    .env("SHOPLAKE_LOG_LEVEL", "debug")
+    .env("SHOPLAKE_PII_KEY", PII_KEY)
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    wait_ready(addr, Duration::from_secs(60));
+    let json = [("Content-Type", "application/json")];
+    let body = format!(
+        r#"{{"writeKey":"{KEY}","type":"identify","userId":"u1","traits":{{"email":"ann@shop.example"}}}}"#
+    );
+    assert_eq!(
+        http(addr, "POST", "/v1/identify", &json, body.as_bytes())
+            .unwrap()
+            .status,
+        200
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{KEY}:")
+        )
+    );
+    let body = r#"{"type":"track","event":"x","anonymousId":"a"}"#;
+    assert_eq!(
+        http(
+            addr,
+            "POST",
+            "/v1/track",
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &basic)
+            ],
+            body.as_bytes()
+        )
+        .unwrap()
+        .status,
+        200
+    );
+    let _ = http(
+        addr,
+        "POST",
+        &format!("/mp/collect?api_secret={KEY}&measurement_id=G-1"),
+        &json,
+        b"{not json",
+    );
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    for pw in [WRONG, PASSWORD] {
+        let _ = http(
+            addr,
+            "POST",
+            "/login",
+            &form,
+            format!("name=ana&password={pw}").as_bytes(),
+        );
+    }
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        http(addr, "GET", "/api/me", &[("Authorization", &bearer)], b"")
+            .unwrap()
+            .status,
+        200
+    );
+    for pw in [WRONG, PASSWORD] {
+        let _ = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=ana password={pw} dbname=shoplake connect_timeout=10",
+                pg.port()
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await; // a sink commit
+    unsafe_sigterm(&child);
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().count() > 20 && text.contains("DEBUG"),
+        "debug logs were written: {text}"
+    );
+    for (what, secret) in [
+        ("write key", KEY),
+        ("password", PASSWORD),
+        ("wrong password", WRONG),
+        ("API token", token.as_str()),
+        ("pseudonym key", PII_KEY),
+        ("e-mail address", "ann@shop.example"),
+    ] {
+        assert!(
+            !text.contains(secret),
+            "the {what} is in the log: {}",
+            text.lines().find(|l| l.contains(secret)).unwrap()
+        );
+    }
+}
+
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).
 fn unsafe_sigterm(child: &Child) {
     let ok = Command::new("kill")
