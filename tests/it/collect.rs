@@ -1056,6 +1056,140 @@ async fn secrets_are_never_logged() {
     }
 }
 
+/// Unmounts a test's tmpfs however the test ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk: the data directory on an 8 MiB tmpfs fills up under load.
+/// Every request gets a 200 or a 503 with `Retry-After` (never another 5xx,
+/// never a crash), `/healthz` says why once the event log has stopped, and
+/// after the space comes back and the server restarts (as a supervisor
+/// would on the failed health check) every acknowledged event is in the
+/// lake exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_503_and_loses_nothing_acknowledged() {
+    let dir = TempDir::new().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(dir.path())
+        .output()
+        .expect("run mount");
+    if !mounted.status.success() {
+        let why = String::from_utf8_lossy(&mounted.stderr).into_owned();
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test mounts a tmpfs (needs root): {why}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here: {why}");
+        return;
+    }
+    let _guard = Mounted(dir.path().to_path_buf());
+    let addr = free_addr();
+    let serve = || {
+        Command::new(BIN)
+            .arg("--data")
+            .arg(dir.path())
+            .args([
+                "serve",
+                "--addr",
+                &addr.to_string(),
+                "--write-key",
+                &format!("web={KEY}"),
+            ])
+            .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "300")
+            .env("SHOPLAKE_SERVER__WAL_SEGMENT_MB", "1")
+            .env("CI", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start shoplake serve")
+    };
+    let mut child = serve();
+    wait_ready(addr, Duration::from_secs(60));
+    let json = [("Content-Type", "application/json")];
+    let pad = "p".repeat(400);
+    let (mut acked, mut refused, mut n) = (Vec::new(), 0, 0);
+    let t0 = Instant::now();
+    while refused < 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the disk never filled"
+        );
+        let ids: Vec<String> = (0..50).map(|i| format!("f{n}-{i}")).collect();
+        n += 1;
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a","properties":{{"pad":"{pad}"}}}}"#))
+            .collect();
+        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+        let r =
+            http(addr, "POST", "/v1/batch", &json, body.as_bytes()).expect("the server answers");
+        match r.status {
+            200 => acked.extend(ids),
+            503 => {
+                assert!(r.header("retry-after").is_some(), "503 without Retry-After");
+                refused += 1;
+            }
+            s => panic!("a full disk answered {s}: {}", r.text()),
+        }
+    }
+    assert!(
+        acked.len() >= 500,
+        "only {} events got in before the disk filled",
+        acked.len()
+    );
+    assert_eq!(
+        http(addr, "GET", "/healthz", &[], b"").unwrap().status / 100,
+        5,
+        "health says the log stopped"
+    );
+
+    // space comes back; the supervisor restarts the server
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(grown.success(), "remount");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = serve();
+    wait_ready(addr, Duration::from_secs(60));
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").unwrap().status, 200);
+    let e = engine(dir.path());
+    let t1 = Instant::now();
+    loop {
+        let rows = query(
+            &e,
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM processed.events",
+        )
+        .await;
+        let (all, distinct) = (cell(&rows, 0, "n"), cell(&rows, 0, "d"));
+        if distinct.parse::<usize>().unwrap() >= acked.len() {
+            assert_eq!(all, distinct, "duplicates in processed.events");
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "acknowledged events missing after the disk-full episode"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = query(&e, "SELECT event_id FROM processed.events").await;
+    let have: std::collections::HashSet<String> = (0..rows.len())
+        .map(|i| cell(&rows, i, "event_id"))
+        .collect();
+    let lost = acked.iter().filter(|id| !have.contains(*id)).count();
+    assert_eq!(lost, 0, "acknowledged events lost to the full disk");
+    unsafe_sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).
 fn unsafe_sigterm(child: &Child) {
     let ok = Command::new("kill")

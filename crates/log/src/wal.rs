@@ -329,6 +329,12 @@ impl Wal {
         self.shared.visible_end.load(Ordering::Acquire)
     }
 
+    /// Why the writer stopped, if an I/O error (a full disk, a failing
+    /// device) stopped it: appends fail until the log is opened again.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
+    }
+
     /// The committed offset: records below it are safe downstream.
     pub fn committed(&self) -> Offset {
         self.shared.committed.load(Ordering::Acquire)

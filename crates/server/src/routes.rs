@@ -72,7 +72,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     }
     r.route("/sdk.js", get(sdk))
         .route("/demo/store", get(store))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(app)
@@ -495,8 +495,21 @@ async fn store() -> Response {
         .into_response()
 }
 
+/// Alive unless the event log stopped after an I/O error (a full disk):
+/// then only a restart recovers it, so a supervisor should restart.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.wal.failure() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the event log stopped after an I/O error ({why}); restart shoplake once the cause is fixed: nothing acknowledged is lost\n"),
+        )
+            .into_response(),
+    }
+}
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Relaxed) {
+    if app.ready.load(Relaxed) && app.wal.failure().is_none() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
