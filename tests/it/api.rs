@@ -219,6 +219,18 @@ async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
         ),
         ("SET datafusion.execution.batch_size = 1", "read-only"),
         ("SELECT * FROM '/etc/passwd'", "not found"),
+        ("SELECT * FROM read_parquet('/etc/passwd')", "not found"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "not found"),
+        ("SELECT * FROM 'https://example.com/x.parquet'", "not found"),
+        ("SELECT * FROM \"file:///etc/passwd\"", "not found"),
+        (
+            "SELECT 1; DROP TABLE curated.daily_kpis",
+            "single SQL statement",
+        ),
+        (
+            "EXPLAIN ANALYZE INSERT INTO curated.daily_kpis SELECT * FROM curated.daily_kpis",
+            "read-only",
+        ),
         ("SELECT * FROM processed.no_such_table", "available tables"),
         ("SELEKT 1", "Expected"),
     ] {
@@ -402,6 +414,36 @@ async fn every_route_checks_who_asks_and_answers_what_the_reports_compute() {
             .is_some(),
         "token use is recorded"
     );
+    s.stop().await;
+}
+
+/// A query past `query.memory_limit_mb` fails with the reason, as an
+/// answer: the process stays up and the next query runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_memory_limit_fails_cleanly() {
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let (analyst, _) = auth::create_token(&store, "notebook", Role::Analyst, None).unwrap();
+    let mut cfg = Config::default();
+    cfg.query.memory_limit_mb = 1;
+    let s = Server::start(fx.dir.path(), cfg).await;
+    let a = [("Authorization", format!("Bearer {analyst}"))];
+    let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = sql(
+        &s,
+        &a,
+        "SELECT a.event_id, b.event_id FROM processed.events a JOIN processed.events b ON a.session_id = b.session_id ORDER BY 1, 2",
+    );
+    assert_eq!(
+        r.status, 422,
+        "a limit the query ran into, not a server fault"
+    );
+    let why = json(&r)["error"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("Resources exhausted"), "{why}");
+    assert_eq!(get(&s, "/healthz", &[]).status, 200);
+    let r = sql(&s, &a, "SELECT count(*) AS n FROM curated.daily_kpis");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     s.stop().await;
 }
 

@@ -163,10 +163,18 @@ fn explain_error(e: DataFusionError, _sql: &str) -> QueryError {
     {
         return QueryError::ReadOnly(msg);
     }
+    // the stream hands a memory-pool refusal up wrapped (in an Arrow or a
+    // shared error): what counts is the cause
+    if matches!(e.find_root(), DataFusionError::ResourcesExhausted(..)) {
+        return QueryError::Resources(msg);
+    }
     match e {
-        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
-            QueryError::Plan(msg)
-        }
+        // what the engine does not support is the query's to change, not a
+        // server fault (several statements at once, say)
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(..)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(..) => QueryError::Plan(msg),
         DataFusionError::ResourcesExhausted(..) => QueryError::Resources(msg),
         other => QueryError::DataFusion(Box::new(other)),
     }
