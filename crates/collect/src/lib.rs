@@ -88,6 +88,8 @@ mod aws;
 mod decompress;
 mod ecommerce;
 mod enrich;
+#[doc(hidden)]
+pub mod fuzz;
 mod ga4;
 mod json;
 mod pii;

@@ -27,7 +27,10 @@ impl PiiKey {
     /// A key derived from secret material of any length (a key file's bytes,
     /// `SHOPLAKE_PII_KEY`); `None` when it is shorter than 32 bytes.
     pub fn from_secret(secret: &[u8]) -> Option<PiiKey> {
-        let secret = secret.trim_ascii();
+        // a key file written by an editor or `echo` ends with a newline
+        let secret = secret
+            .strip_suffix(b"\n")
+            .map_or(secret, |s| s.strip_suffix(b"\r").unwrap_or(s));
         (secret.len() >= 32)
             .then(|| PiiKey(blake3::derive_key("shoplake pii pseudonym v1", secret)))
     }

@@ -124,6 +124,11 @@ pub(crate) struct Scan {
 pub(crate) fn scan_segment(path: &Path, first: Offset) -> io::Result<Scan> {
     let file = File::open(path)?;
     let file_len = file.metadata()?.len();
+    scan_reader(BufReader::with_capacity(1 << 20, file), file_len, first)
+}
+
+/// [`scan_segment`] over any reader of `file_len` bytes.
+pub(crate) fn scan_reader(mut r: impl Read, file_len: u64, first: Offset) -> io::Result<Scan> {
     let mut scan = Scan {
         header: HeaderState::Torn,
         file_len,
@@ -135,7 +140,6 @@ pub(crate) fn scan_segment(path: &Path, first: Offset) -> io::Result<Scan> {
     if file_len < HEADER_LEN {
         return Ok(scan);
     }
-    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut h = [0u8; HEADER_LEN as usize];
     r.read_exact(&mut h)?;
     match decode_header(&h) {

@@ -80,6 +80,45 @@ pub use error::{Error, Result};
 pub use stats::{FSYNC_BUCKETS, WalStats};
 pub use wal::{FsyncPolicy, Wal, WalOptions};
 
+/// For the fuzzer (`fuzz/`): scans `bytes` as a segment's content the way
+/// recovery does, and checks what recovery relies on: the valid prefix is
+/// within the bytes, scanning it again finds the same records and no
+/// problem, and a header that decodes is the only way to any record.
+/// Panics when one of those does not hold.
+#[doc(hidden)]
+pub fn fuzz_scan(bytes: &[u8]) {
+    let len = bytes.len() as u64;
+    let scan = format::scan_reader(bytes, len, 0).expect("reading memory cannot fail");
+    assert!(scan.valid_len <= len.max(format::HEADER_LEN));
+    if !matches!(scan.header, format::HeaderState::Valid(_)) {
+        assert_eq!(scan.records, 0, "records behind a header that is not valid");
+        return;
+    }
+    assert_eq!(scan.problem.is_none(), scan.valid_len == len);
+    let prefix = &bytes[..scan.valid_len as usize];
+    let again = format::scan_reader(prefix, scan.valid_len, 0).expect("memory");
+    assert_eq!(
+        again.records, scan.records,
+        "the valid prefix rescans the same"
+    );
+    assert!(again.problem.is_none(), "the valid prefix has no problem");
+    assert_eq!(again.index, scan.index);
+}
+
+/// A valid segment header for first offset 0 (for the fuzzer's seeds).
+#[doc(hidden)]
+pub fn fuzz_header() -> Vec<u8> {
+    format::encode_header(0).to_vec()
+}
+
+/// A framed record (for the fuzzer's seeds).
+#[doc(hidden)]
+pub fn fuzz_record(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    format::encode_record(&mut out, payload);
+    out
+}
+
 /// A record's position in the log: its sequence number, from 0, dense and
 /// never reused.
 pub type Offset = u64;

@@ -1,0 +1,5 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shoplake_collect::fuzz::run(
+    shoplake_collect::Protocol::Ga4,
+    data
+));
