@@ -134,7 +134,7 @@ impl PiiRules {
                 b'"' => {
                     let end = string_end(b, i);
                     let body = &b[i + 1..end.saturating_sub(1).max(i + 1)];
-                    let j = ws(b, end);
+                    let j = crate::json::split::ws(b, end);
                     let in_person = stack.last().copied().unwrap_or(false);
                     if j < b.len() && b[j] == b':' {
                         // keys are compared without allocating, unless escaped
@@ -426,13 +426,6 @@ fn string_end(b: &[u8], i: usize) -> usize {
         }
     }
     b.len()
-}
-
-fn ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
-        i += 1;
-    }
-    i
 }
 
 /// A JSON string's body, unescaped (lossy on broken escapes).
