@@ -641,6 +641,56 @@ pub(crate) fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// Waits (at most `within`) until `processed.events` holds at least `n`
+/// distinct events: the sink has committed everything acknowledged.
+async fn wait_for_events(e: &QueryEngine, n: usize, within: Duration, what: &str) {
+    let t0 = Instant::now();
+    loop {
+        let rows = query(
+            e,
+            "SELECT count(DISTINCT event_id) AS n FROM processed.events",
+        )
+        .await;
+        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= n {
+            return;
+        }
+        assert!(t0.elapsed() < within, "acknowledged events missing {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `raw.events` and `processed.events` hold each event once, and every
+/// acknowledged id is in `processed.events`; `context` goes into the
+/// messages. Returns the row count of each table, raw first.
+async fn assert_acknowledged_once(e: &QueryEngine, acked: &[String], context: &str) -> [usize; 2] {
+    let mut counts = [0; 2];
+    for (i, table) in ["raw.events", "processed.events"].into_iter().enumerate() {
+        let rows = query(
+            e,
+            &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM {table}"),
+        )
+        .await;
+        assert_eq!(
+            cell(&rows, 0, "n"),
+            cell(&rows, 0, "d"),
+            "duplicates in {table}{context}"
+        );
+        counts[i] = cell(&rows, 0, "n").parse().unwrap();
+    }
+    let rows = query(e, "SELECT event_id FROM processed.events").await;
+    let have: std::collections::HashSet<String> = (0..rows.len())
+        .map(|i| cell(&rows, i, "event_id"))
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}{context}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    counts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let dir = TempDir::new().unwrap();
@@ -691,57 +741,11 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
     let mut child = shoplake_serve(dir.path(), addr);
     wait_ready(addr, Duration::from_secs(60));
     let e = engine(dir.path());
-    let t0 = Instant::now();
-    loop {
-        let rows = query(
-            &e,
-            "SELECT count(DISTINCT event_id) AS n FROM processed.events",
-        )
-        .await;
-        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= acked.len() {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "acknowledged events missing after restart"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_events(&e, acked.len(), Duration::from_secs(30), "after restart").await;
     unsafe_sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
-
-    let rows = query(
-        &e,
-        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM processed.events",
-    )
-    .await;
-    assert_eq!(
-        cell(&rows, 0, "n"),
-        cell(&rows, 0, "d"),
-        "duplicates in processed.events"
-    );
-    let rows = query(
-        &e,
-        "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM raw.events",
-    )
-    .await;
-    assert_eq!(
-        cell(&rows, 0, "n"),
-        cell(&rows, 0, "d"),
-        "duplicates in raw.events"
-    );
-    let rows = query(&e, "SELECT event_id FROM processed.events").await;
-    let have: std::collections::HashSet<String> = (0..rows.len())
-        .map(|i| cell(&rows, i, "event_id"))
-        .collect();
-    let missing: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged events lost, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
+    assert_acknowledged_once(&e, &acked, "").await;
 }
 
 /// The crash loop: the server is `kill -9`ed at 20 random moments (in WAL
@@ -841,54 +845,28 @@ async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing(
     );
 
     let e = engine(dir.path());
-    let t1 = Instant::now();
-    loop {
-        let rows = query(
-            &e,
-            "SELECT count(DISTINCT event_id) AS n FROM processed.events",
-        )
-        .await;
-        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= acked.len() {
-            break;
-        }
-        assert!(
-            t1.elapsed() < Duration::from_secs(60),
-            "acknowledged events missing after the crash loop"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_events(
+        &e,
+        acked.len(),
+        Duration::from_secs(60),
+        "after the crash loop",
+    )
+    .await;
     unsafe_sigterm(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
 
-    for table in ["raw.events", "processed.events"] {
-        let rows = query(
-            &e,
-            &format!("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM {table}"),
-        )
-        .await;
+    let context = format!(" (CRASH_SEED={seed})");
+    for (table, n) in ["raw.events", "processed.events"]
+        .into_iter()
+        .zip(assert_acknowledged_once(&e, &acked, &context).await)
+    {
         assert_eq!(
-            cell(&rows, 0, "n"),
-            cell(&rows, 0, "d"),
-            "duplicates in {table}"
-        );
-        assert_eq!(
-            cell(&rows, 0, "n").parse::<usize>().unwrap() % 50,
+            n % 50,
             0,
-            "{table} holds part of a batch: a torn request"
+            "{table} holds part of a batch: a torn request{context}"
         );
     }
-    let rows = query(&e, "SELECT event_id FROM processed.events").await;
-    let have: std::collections::HashSet<String> = (0..rows.len())
-        .map(|i| cell(&rows, i, "event_id"))
-        .collect();
-    let missing: Vec<&String> = acked.iter().filter(|id| !have.contains(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged events lost, e.g. {:?} (CRASH_SEED={seed})",
-        missing.len(),
-        &missing[..missing.len().min(5)]
-    );
     // every table still reads whole
     for t in shoplake_core::schema::TABLES
         .iter()
@@ -1162,32 +1140,16 @@ async fn a_full_disk_gets_503_and_loses_nothing_acknowledged() {
     wait_ready(addr, Duration::from_secs(60));
     assert_eq!(http(addr, "GET", "/healthz", &[], b"").unwrap().status, 200);
     let e = engine(dir.path());
-    let t1 = Instant::now();
-    loop {
-        let rows = query(
-            &e,
-            "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM processed.events",
-        )
-        .await;
-        let (all, distinct) = (cell(&rows, 0, "n"), cell(&rows, 0, "d"));
-        if distinct.parse::<usize>().unwrap() >= acked.len() {
-            assert_eq!(all, distinct, "duplicates in processed.events");
-            break;
-        }
-        assert!(
-            t1.elapsed() < Duration::from_secs(60),
-            "acknowledged events missing after the disk-full episode"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let rows = query(&e, "SELECT event_id FROM processed.events").await;
-    let have: std::collections::HashSet<String> = (0..rows.len())
-        .map(|i| cell(&rows, i, "event_id"))
-        .collect();
-    let lost = acked.iter().filter(|id| !have.contains(*id)).count();
-    assert_eq!(lost, 0, "acknowledged events lost to the full disk");
+    wait_for_events(
+        &e,
+        acked.len(),
+        Duration::from_secs(60),
+        "after the disk-full episode",
+    )
+    .await;
     unsafe_sigterm(&child);
     assert!(child.wait().unwrap().success());
+    assert_acknowledged_once(&e, &acked, " after the disk-full episode").await;
 }
 
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).

@@ -264,17 +264,9 @@ impl Lake {
         deltalake::checkpoints::create_checkpoint(&table, None)
             .await
             .map_err(err)?;
-        let version = table.version().unwrap_or(0);
         // every entry before the checkpoint, however recent
         let cutoff = chrono::Utc::now().timestamp_millis() + 60_000;
-        out.log_entries_removed = deltalake::protocol::checkpoints::cleanup_expired_logs_for(
-            version,
-            table.log_store().as_ref(),
-            cutoff,
-            None,
-        )
-        .await
-        .map_err(err)? as u64;
+        out.log_entries_removed = trim_log(&table, cutoff).await.map_err(err)?;
         self.open.lock().expect("unpoisoned").remove(&t.qualified());
         tracing::debug!(table = %out.table, rows = out.rows, files_deleted = out.files_deleted, log_entries_removed = out.log_entries_removed, "erased");
         Ok(out)
@@ -1159,6 +1151,19 @@ impl Appender {
     }
 }
 
+/// Deletes `table`'s log entries written before `cutoff_ms` and older than
+/// its newest checkpoint (the checkpoint stands for them); entries removed.
+async fn trim_log(table: &DeltaTable, cutoff_ms: i64) -> deltalake::DeltaResult<u64> {
+    let n = deltalake::protocol::checkpoints::cleanup_expired_logs_for(
+        table.version().unwrap_or(0),
+        table.log_store().as_ref(),
+        cutoff_ms,
+        None,
+    )
+    .await?;
+    Ok(n as u64)
+}
+
 /// What [`Lake::erase_where`] did to one table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Erased {
@@ -1249,16 +1254,8 @@ impl Lake {
         if let Some(keep) = opts.log_retain
             && !opts.dry_run
         {
-            let version = table.version().unwrap_or(0);
             let cutoff = chrono::Utc::now().timestamp_millis() - keep.as_millis() as i64;
-            out.log_entries_removed = deltalake::protocol::checkpoints::cleanup_expired_logs_for(
-                version,
-                table.log_store().as_ref(),
-                cutoff,
-                None,
-            )
-            .await
-            .map_err(err)? as u64;
+            out.log_entries_removed = trim_log(&table, cutoff).await.map_err(err)?;
         }
         self.open.lock().expect("unpoisoned").remove(&t.qualified());
         if out.compacted + out.vacuumed + out.log_entries_removed > 0 {
