@@ -412,6 +412,11 @@ pub struct ServerConfig {
     /// 0: no limit (the default: a server-side SDK or an office NAT sends
     /// from one address).
     pub ip_requests_per_sec: f64,
+    /// Serve `GET /metrics` without a token (for a Prometheus that reaches
+    /// the port over a private network only). Off by default: it then
+    /// needs an API token of any role (`shoplake tokens create prometheus
+    /// --role metrics`).
+    pub metrics_public: bool,
     /// Mark the login cookie `Secure` (browsers then send it over HTTPS
     /// only): set it when users reach shoplake through HTTPS.
     pub secure_cookies: bool,
@@ -474,6 +479,7 @@ impl Default for ServerConfig {
             geoip_db: None,
             trust_forwarded_for: false,
             ip_requests_per_sec: 0.0,
+            metrics_public: false,
             tls_cert: None,
             tls_key: None,
             secure_cookies: false,

@@ -9,6 +9,8 @@
 //! * [`event`] — the canonical behavioural event (`processed.events`) and its
 //!   columnar builder;
 //! * [`privacy`] — pseudonyms of personal data;
+//! * [`files`] — reading batch files: decompression, whole-file checks, CSV and
+//!   JSON rows (the importer's and the ETL's first step);
 //! * [`money`] and [`time`] — exact decimal money and UTC time parsing;
 //! * [`config`] — `shoplake.toml`, its profiles and `SHOPLAKE_*` overrides;
 //! * [`Error`] — the error type of this crate.
@@ -26,6 +28,7 @@
 
 pub mod config;
 pub mod event;
+pub mod files;
 pub mod money;
 pub mod privacy;
 pub mod schema;

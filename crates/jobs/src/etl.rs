@@ -766,7 +766,7 @@ pub fn clickstream(ctx: &EtlContext, parts: &Partitions) -> Result<EtlOutput> {
     let chunk_bytes = (total / target_chunks).max(1 << 20);
     let mut units = Vec::new();
     for (date, file) in &files {
-        let array = file.text.trim_start().starts_with('[');
+        let array = files::is_json_array(&file.text);
         if file.format == Format::Json && !array && file.text.len() > chunk_bytes {
             let n = file.text.len().div_ceil(chunk_bytes);
             for (first_line, text) in files::split_lines(&file.text, n) {

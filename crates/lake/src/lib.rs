@@ -15,14 +15,14 @@
 //! * [`Lake`] opens the folders and is the one way into a Delta table
 //!   ([`Lake::write`], one atomic commit per call);
 //! * [`import`] is the file validator and router;
-//! * [`files`] reads batch files (gzip/zstd, CSV, JSON lines or arrays);
+//! * [`files`] (from `shoplake-core`) reads batch files (gzip/zstd, CSV, JSON lines or arrays);
 //! * [`catalog`] describes every table from its Delta log;
 //! * [`quarantine`] builds rejected-row batches;
 //! * [`state`] writes small state files atomically.
 #![deny(missing_docs)]
 
 pub mod catalog;
-pub mod files;
+pub use shoplake_core::files;
 pub mod import;
 pub mod quarantine;
 pub mod state;

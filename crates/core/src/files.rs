@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 
+use crate::Rejection;
+use crate::sources::{Format, Record, Source, Val};
 use serde_json::value::RawValue;
-use shoplake_core::Rejection;
-use shoplake_core::sources::{Format, Record, Source, Val};
 
 /// How a file is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,18 +159,31 @@ pub fn for_each_row<'t, F>(
 where
     F: FnMut(Row<'t>, Result<Record<'_>, Rejection>),
 {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // a byte-order mark can only start the file (a later chunk of JSON
+    // lines keeps one at its start, as one pass over the file would); the
+    // first chunk of a file is the one starting at line 1
+    let text = match first_line {
+        1 => text.strip_prefix('\u{feff}').unwrap_or(text),
+        _ => text,
+    };
     match format {
         Format::Csv => csv_rows(source, text, &mut f),
         Format::Json => {
-            let first = text.trim_start().as_bytes().first().copied();
-            if first == Some(b'[') {
+            // only a whole file can be one array: a later chunk of JSON
+            // lines that starts with `[` holds a bad line, not an array
+            if first_line == 1 && is_json_array(text) {
                 json_array_rows(source, text, &mut f)
             } else {
                 Ok(json_line_rows(source, text, first_line, &mut f))
             }
         }
     }
+}
+
+/// Whether a JSON file's text is one array (else it is JSON lines).
+pub fn is_json_array(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.trim_start().starts_with('[')
 }
 
 fn json_line_rows<'t, F>(source: Source, text: &'t str, first_line: u64, f: &mut F) -> FileShape
@@ -381,6 +394,78 @@ pub fn split_lines(text: &str, n: usize) -> Vec<(u64, &str)> {
     out
 }
 
+/// For the fuzzer (`fuzz/`): reads `data` as an imported file the way
+/// `shoplake import` and the ETL do (decompression, whole-file checks, rows,
+/// each row's validation), and checks what they rely on: decompression keeps
+/// its limit, [`into_text`] and [`check_text`] agree, every row's text is a
+/// piece of the file on a line that exists, the row count is right, and
+/// JSON lines read in chunks ([`split_lines`], as the ETL does on several
+/// threads) give the rows a single pass gives. The first byte picks the
+/// source and the name's claimed format. Panics when one does not hold.
+#[doc(hidden)]
+pub fn fuzz_import(data: &[u8]) {
+    const LIMIT: u64 = 256 * 1024;
+    let Some((&pick, bytes)) = data.split_first() else {
+        return;
+    };
+    let source = Source::ALL[pick as usize % Source::ALL.len()];
+    let name = ["f.csv", "f.json", "f.jsonl.gz", "f"][(pick as usize / 4) % 4];
+    let path = Path::new(name);
+    let Ok(bytes) = decompress(bytes.to_vec(), LIMIT) else {
+        return;
+    };
+    assert!(
+        bytes.len() as u64 <= LIMIT,
+        "decompression passed its limit"
+    );
+    let checked = check_text(path, &bytes);
+    let Ok((text, format)) = into_text(path, bytes) else {
+        assert!(checked.is_err(), "into_text refused what check_text took");
+        return;
+    };
+    assert_eq!(checked, Ok(format), "check_text and into_text disagree");
+    let lines = memchr::memchr_iter(b'\n', text.as_bytes()).count() as u64 + 1;
+    let span = text.as_ptr() as usize..=text.as_ptr() as usize + text.len();
+    let mut rows: Vec<(u64, (usize, usize))> = Vec::new();
+    let shape = for_each_row(source, format, &text, 1, |row, rec| {
+        let at = row.raw.as_ptr() as usize;
+        assert!(
+            span.contains(&at) && span.contains(&(at + row.raw.len())),
+            "a row's text is not a piece of the file"
+        );
+        assert!(
+            (1..=lines).contains(&row.line),
+            "line {} of {lines}",
+            row.line
+        );
+        if let Ok(r) = rec {
+            let _ = crate::sources::validate(source, &r);
+        }
+        rows.push((row.line, (at - text.as_ptr() as usize, row.raw.len())));
+    });
+    let Ok(shape) = shape else {
+        return;
+    };
+    assert_eq!(shape.rows, rows.len() as u64, "rows counted and rows seen");
+    let json_lines = format == Format::Json && !is_json_array(&text);
+    if json_lines {
+        for n in [2, 3, 7] {
+            let mut chunked = Vec::new();
+            let mut joined = 0;
+            for (first_line, chunk) in split_lines(&text, n) {
+                assert_eq!(chunk.as_ptr() as usize, text.as_ptr() as usize + joined);
+                joined += chunk.len();
+                let base = text.as_ptr() as usize;
+                let _ = for_each_row(source, format, chunk, first_line, |row, _| {
+                    chunked.push((row.line, (row.raw.as_ptr() as usize - base, row.raw.len())));
+                });
+            }
+            assert_eq!(joined, text.len(), "the chunks cover the text");
+            assert_eq!(chunked, rows, "{n} chunks read other rows than one pass");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,11 +479,54 @@ mod tests {
         let mut rows = Vec::new();
         let shape = for_each_row(source, format, text, 1, |row, rec| {
             let res = rec
-                .and_then(|r| shoplake_core::sources::validate(source, &r))
+                .and_then(|r| crate::sources::validate(source, &r))
                 .map_err(|e| e.to_string());
             rows.push((row.line, row.raw.to_string(), res));
         });
         (shape, rows)
+    }
+
+    /// The importer's fuzz corpus (`fuzz/corpus/import`), through the
+    /// fuzzer's checks: inputs that once mattered stay covered without
+    /// libFuzzer.
+    #[test]
+    fn the_kept_import_fuzz_corpus_replays_cleanly() {
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/import");
+        let mut n = 0;
+        for e in std::fs::read_dir(root).expect("the corpus is in the repository") {
+            fuzz_import(&std::fs::read(e.unwrap().path()).unwrap());
+            n += 1;
+        }
+        assert!(n >= 7, "{n} inputs");
+    }
+
+    /// A JSON-lines file read in chunks (as the ETL does on several threads)
+    /// gives the rows one pass gives, also when a chunk starts with a line
+    /// that is `[`... or a byte-order mark (found writing the fuzzer's
+    /// checks: such a chunk was read as a JSON array, or its mark dropped).
+    #[test]
+    fn chunks_of_json_lines_read_as_one_pass() {
+        let text = "{\"a\":1}\n[1,2]\n{\"b\":2}\n\u{feff}{\"c\":3}\n{\"d\":4}\n";
+        let rows = |t: &str, first: u64| {
+            let mut out = Vec::new();
+            for_each_row(Source::Clickstream, Format::Json, t, first, |row, rec| {
+                out.push((row.line, row.raw.to_string(), rec.is_ok()));
+            })
+            .unwrap();
+            out
+        };
+        let whole = rows(text, 1);
+        assert_eq!(whole.len(), 5);
+        assert!(!whole[1].2 && !whole[3].2, "{whole:?}");
+        // split after every line: the rest starts at that line's number
+        let mut at = 0;
+        for (i, line) in text.split_inclusive('\n').enumerate() {
+            at += line.len();
+            let mut both = rows(&text[..at], 1);
+            both.extend(rows(&text[at..], i as u64 + 2));
+            assert_eq!(both, whole, "split after line {}", i + 1);
+        }
     }
 
     #[test]
