@@ -237,3 +237,230 @@ impl SchemaProvider for LakeSchema {
         self.find(name).is_some()
     }
 }
+
+#[cfg(test)]
+mod guard_tests {
+    //! The read-only guard under generated hostile SQL: thousands of
+    //! statements built from writes, DDL, settings, file and URL tables,
+    //! table functions and catalog tricks, mixed with harmless queries and
+    //! then mutated byte by byte. Whatever the planner accepts must read
+    //! only the lake's tables (or `information_schema`), and nothing may
+    //! panic. The seed is printed; `GUARD_SEED=<n>` replays a run and
+    //! `GUARD_CASES=<n>` makes it longer.
+
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+
+    use super::*;
+
+    const HOSTILE: &[&str] = &[
+        "INSERT INTO curated.daily_kpis SELECT * FROM curated.daily_kpis",
+        "INSERT INTO processed.events VALUES (1)",
+        "DELETE FROM processed.events",
+        "UPDATE processed.orders SET status = 'x'",
+        "DROP TABLE curated.daily_kpis",
+        "DROP SCHEMA curated CASCADE",
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE VIEW v AS SELECT 1",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION 's3://bucket/x'",
+        "CREATE SCHEMA evil",
+        "CREATE FUNCTION f() RETURNS INT RETURN 1",
+        "COPY processed.events TO '/tmp/out.csv'",
+        "COPY (SELECT 1) TO 'file:///tmp/x.parquet' STORED AS PARQUET",
+        "SET datafusion.execution.target_partitions = 1",
+        "SET datafusion.catalog.information_schema = false",
+        "RESET datafusion.execution.batch_size",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM 'file:///etc/passwd'",
+        "SELECT * FROM 'https://example.com/x.parquet'",
+        "SELECT * FROM \"/etc/passwd\"",
+        "SELECT * FROM read_parquet('/etc/passwd')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM parquet_metadata('/etc/passwd')",
+        "SELECT * FROM other_catalog.public.t",
+        "SELECT * FROM datafusion.public.t",
+        "EXPLAIN ANALYZE INSERT INTO curated.daily_kpis SELECT * FROM curated.daily_kpis",
+        "EXPLAIN COPY (SELECT 1) TO '/tmp/x'",
+        "PREPARE p AS SELECT 1",
+        "EXECUTE p",
+        "DEALLOCATE p",
+        "BEGIN",
+        "COMMIT",
+        "TRUNCATE processed.events",
+        "ALTER TABLE processed.events ADD COLUMN x INT",
+        "ATTACH DATABASE '/tmp/x' AS y",
+    ];
+
+    const BENIGN: &[&str] = &[
+        "SELECT 1",
+        "SELECT count(*) FROM processed.events",
+        "SELECT date, net_revenue FROM curated.daily_kpis ORDER BY date",
+        "SELECT * FROM raw.clickstream LIMIT 3",
+        "SELECT * FROM information_schema.tables",
+        "WITH t AS (SELECT product_id FROM processed.transactions) SELECT count(*) FROM t",
+        "SELECT e.event_id FROM processed.events e JOIN processed.sessions s ON e.session_id = s.session_id",
+        "SELECT (SELECT max(date) FROM curated.daily_kpis) AS d",
+        "SELECT * FROM processed.events WHERE event_id IN (SELECT event_id FROM raw.events)",
+        "DESCRIBE processed.events",
+        "EXPLAIN SELECT 1",
+        "VALUES (1), (2)",
+        "SHOW ALL",
+    ];
+
+    const JOINERS: &[&str] = &[
+        "; ",
+        " UNION ALL ",
+        " -- ",
+        " /* ",
+        " */ ",
+        ") ",
+        "(",
+        " WHERE 1=1 AND ",
+        "\n",
+        "\u{0}",
+        "é",
+        "'",
+        "\"",
+    ];
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    fn statement(rng: &mut Rng) -> String {
+        let mut s = String::new();
+        for _ in 0..1 + rng.below(3) {
+            let part = if rng.below(3) == 0 {
+                rng.pick(BENIGN)
+            } else {
+                rng.pick(HOSTILE)
+            };
+            if !s.is_empty() {
+                s.push_str(rng.pick(JOINERS));
+            }
+            if rng.below(4) == 0 {
+                s.push_str(&part.to_lowercase());
+            } else {
+                s.push_str(part);
+            }
+        }
+        // byte-level mutations, kept to valid UTF-8
+        let mut bytes = s.into_bytes();
+        for _ in 0..rng.below(4) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.below(bytes.len());
+            match rng.below(4) {
+                0 => {
+                    bytes.remove(at);
+                }
+                1 => bytes.insert(at, b" ;()'\"*,.-/x0"[rng.below(13)]),
+                2 => bytes.truncate(at),
+                _ => {
+                    let j = rng.below(bytes.len());
+                    bytes.swap(at, j);
+                }
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// What a plan the guard let through may do: read, nothing else.
+    fn read_only(plan: &LogicalPlan) -> std::result::Result<(), String> {
+        let mut bad = None;
+        plan.apply_with_subqueries(|node| {
+            let why = match node {
+                LogicalPlan::Dml(_) => Some("writes".to_string()),
+                LogicalPlan::Ddl(_) => Some("DDL".to_string()),
+                LogicalPlan::Copy(_) => Some("COPY".to_string()),
+                LogicalPlan::Statement(_) => Some("a statement".to_string()),
+                LogicalPlan::Extension(e) => Some(format!("an extension node {}", e.node.name())),
+                LogicalPlan::TableScan(scan) => {
+                    let r = &scan.table_name;
+                    let ours = TABLES.iter().any(|t| {
+                        r.table().eq_ignore_ascii_case(t.name)
+                            && r.schema()
+                                .is_none_or(|s| s.eq_ignore_ascii_case(t.zone.name()))
+                    });
+                    let info = r.schema() == Some("information_schema");
+                    (!ours && !info).then(|| format!("a scan of {r}"))
+                }
+                _ => None,
+            };
+            match why {
+                Some(w) => {
+                    bad = Some(w);
+                    Ok(TreeNodeRecursion::Stop)
+                }
+                None => Ok(TreeNodeRecursion::Continue),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    #[tokio::test]
+    async fn generated_hostile_sql_never_gets_past_the_read_only_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path(), &Default::default()).unwrap();
+        let engine = QueryEngine::new(&lake, &Default::default()).unwrap();
+        let seed = std::env::var("GUARD_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        let cases: usize = std::env::var("GUARD_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000);
+        eprintln!("GUARD_SEED={seed} GUARD_CASES={cases}");
+        let mut rng = Rng(seed);
+        let (mut planned, mut refused) = (0, 0);
+        for hostile in HOSTILE {
+            assert!(
+                engine.plan(hostile).await.is_err(),
+                "the guard let through {hostile:?}"
+            );
+        }
+        for _ in 0..cases {
+            let sql = statement(&mut rng);
+            match engine.plan(&sql).await {
+                Ok(df) => {
+                    planned += 1;
+                    if let Err(why) = read_only(df.logical_plan()) {
+                        panic!("the guard let through {why}: {sql:?} (GUARD_SEED={seed})");
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        eprintln!("{planned} planned (all read-only), {refused} refused");
+        assert!(
+            planned > 0 && refused > 0,
+            "{planned} planned, {refused} refused"
+        );
+    }
+}
