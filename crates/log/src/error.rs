@@ -29,9 +29,10 @@ pub enum Error {
     /// The log was closed; nothing more can be appended.
     #[error("event log closed")]
     Closed,
-    /// The writer stopped after an I/O error (its state on disk is unknown
-    /// until recovery runs); reopen the log.
-    #[error("event log writer stopped after an I/O error: {0}; reopen the log")]
+    /// The writer stopped after an I/O error: until it resumes by itself
+    /// (a failed write, once space is back) or the log is reopened (a failed
+    /// fsync). See [`Wal::failure`](crate::Wal::failure).
+    #[error("event log: appends stopped after an I/O error: {0}")]
     Stopped(String),
     /// The records asked for were deleted by retention.
     #[error("event log: offset {from} was deleted by retention (oldest retained: {oldest})")]

@@ -42,6 +42,19 @@
 //!   (with a warning saying how many bytes): it can only hold the last group,
 //!   whose callers were never acknowledged. Damage anywhere else is
 //!   [`Error::Corrupt`]: acknowledged data is never dropped silently.
+//! * **Write failures.** When a write fails (a full disk, a quota), the
+//!   callers of that group get an error and so do later appends
+//!   ([`Error::Stopped`]; [`Wal::failure`] says why). Every second the writer
+//!   cuts off what the failed write may have left after the last complete
+//!   group, checks that 1 MiB can be written again, and resumes: the
+//!   offsets of the failed group that were not written were never
+//!   acknowledged nor visible, so they are given to the next records. (Its
+//!   records written before the failure, when the group spanned a segment
+//!   roll, are kept and become readable although their callers got an error:
+//!   as after a crash, a client's retry may deliver them again, which the
+//!   sink's event-id dedup absorbs.) A failed *fsync* stops the log until it
+//!   is reopened (as PostgreSQL does: the kernel may have dropped pages that
+//!   failed to write back, so only recovery knows what is on disk).
 //! * **One owner.** A directory is opened by one [`Wal`] at a time (an
 //!   exclusive lock on `<dir>/LOCK`).
 //!
@@ -78,7 +91,7 @@ use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use stats::{FSYNC_BUCKETS, WalStats};
-pub use wal::{FsyncPolicy, Wal, WalOptions};
+pub use wal::{Failure, FsyncPolicy, Wal, WalOptions};
 
 /// For the fuzzer (`fuzz/`): scans `bytes` as a segment's content the way
 /// recovery does, and checks what recovery relies on: the valid prefix is

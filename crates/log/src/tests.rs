@@ -1010,3 +1010,127 @@ async fn the_kept_wal_fuzz_corpus_replays_cleanly() {
     seg.extend(crate::fuzz_record(b"x"));
     crate::fuzz_scan(&seg);
 }
+
+/// A tmpfs of `size` mounted on a new directory, unmounted on drop. `None`
+/// where mounting is not allowed (not root), except in CI, which must run it.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "this test mounts a tmpfs (needs root): {why}"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here: {why}");
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "remount");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_appends_until_space_comes_back() {
+    let Some(fs) = Tmpfs::mount("3m") else {
+        return;
+    };
+    let opts = WalOptions {
+        segment_bytes: 256 * 1024,
+        ..WalOptions::new(fs.0.path())
+    };
+    let wal = Wal::open(opts.clone()).unwrap();
+    // appends of ~40 KiB (some big enough to be written without the copy)
+    // until the file system refuses one
+    let batch =
+        |i: u64| -> Vec<Vec<u8>> { (0..(1 + i % 5) * 20).map(|j| rec(i * 1000 + j)).collect() };
+    let mut acked: Vec<(Offset, Vec<u8>)> = Vec::new();
+    let mut i = 0;
+    let err = loop {
+        let records = batch(i);
+        i += 1;
+        match wal.append(records.clone()).await {
+            Ok(first) => {
+                assert_eq!(first, acked.len() as u64, "offsets are dense");
+                acked.extend((first..).zip(records));
+            }
+            Err(e) => break e,
+        }
+        assert!(i < 10_000, "the disk never filled");
+    };
+    assert!(
+        matches!(err, Error::Io(_)),
+        "the failed group's error: {err}"
+    );
+    let failure = wal.failure().expect("a failure is reported");
+    assert!(
+        failure.recoverable,
+        "a failed write is recoverable: {failure:?}"
+    );
+    assert!(
+        matches!(wal.append(batch(1)).await, Err(Error::Stopped(_))),
+        "later appends are refused"
+    );
+    assert_eq!(read_all(&wal, 0), acked, "what was acknowledged reads back");
+
+    // still full a few seconds later: still refused, nothing changed
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(wal.failure().is_some());
+    assert!(wal.append(batch(2)).await.is_err());
+
+    // space comes back: appends resume within a couple of seconds, at the
+    // offset after the last acknowledged record
+    fs.resize("64m");
+    let t0 = Instant::now();
+    loop {
+        let records = batch(i);
+        i += 1;
+        match wal.append(records.clone()).await {
+            Ok(first) => {
+                assert_eq!(first, acked.len() as u64, "no offset skipped or reused");
+                acked.extend((first..).zip(records));
+                break;
+            }
+            Err(e) => assert!(t0.elapsed() < Duration::from_secs(5), "never resumed: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(wal.failure().is_none());
+    for _ in 0..40 {
+        let records = batch(i);
+        i += 1;
+        let first = wal.append(records.clone()).await.unwrap();
+        acked.extend((first..).zip(records));
+    }
+    assert_eq!(read_all(&wal, 0), acked, "one dense run of records");
+    wal.close();
+    drop(wal);
+    // recovery finds exactly those records: nothing torn, nothing extra
+    let wal = Wal::open(opts).unwrap();
+    assert_eq!(wal.end_offset(), acked.len() as u64);
+    assert_eq!(read_all(&wal, 0), acked, "the same after reopening");
+}

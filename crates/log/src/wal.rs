@@ -143,9 +143,22 @@ pub(crate) struct Shared {
     pub pending_bytes: AtomicU64,
     pub committed: AtomicU64,
     pub closed: AtomicBool,
-    /// Set when the writer stopped after an I/O error.
-    pub failure: Mutex<Option<String>>,
+    /// Set while the writer is stopped after an I/O error.
+    pub failure: Mutex<Option<Failure>>,
     pub counters: Counters,
+}
+
+/// Why the writer stopped taking appends (see [`Wal::failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The I/O error.
+    pub reason: String,
+    /// A failed write (a full disk): the writer cuts what the write left,
+    /// checks every second whether space came back and then resumes by
+    /// itself. A failed fsync is not recoverable in process (the kernel may
+    /// have dropped the unsynced pages): reopen the log, whose recovery
+    /// reads back what is really on disk.
+    pub recoverable: bool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -330,8 +343,9 @@ impl Wal {
     }
 
     /// Why the writer stopped, if an I/O error (a full disk, a failing
-    /// device) stopped it: appends fail until the log is opened again.
-    pub fn failure(&self) -> Option<String> {
+    /// device) stopped it: appends fail until it resumes by itself (a
+    /// recoverable failure, once space is back) or the log is opened again.
+    pub fn failure(&self) -> Option<Failure> {
         lock(&self.shared.failure).clone()
     }
 
@@ -384,8 +398,11 @@ impl Wal {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if let Some(reason) = lock(&self.shared.failure).as_ref() {
-            return Err(Error::Stopped(reason.clone()));
+        // a recoverable failure is the writer's to judge: it may have resumed
+        if let Some(f) = lock(&self.shared.failure).as_ref()
+            && !f.recoverable
+        {
+            return Err(Error::Stopped(f.reason.clone()));
         }
         Ok(())
     }

@@ -2,19 +2,25 @@
 //! `write_all` and (per policy) one fsync, rolls segments, publishes what
 //! readers may see, and then answers every caller in the group.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tracing::error;
+use tracing::{debug, error, info, warn};
 
 use crate::format::{HEADER_LEN, INDEX_EVERY, segment_file_name};
-use crate::wal::{FsyncPolicy, Segment, Shared, create_segment, lock};
+use crate::wal::{Failure, FsyncPolicy, Segment, Shared, create_segment, lock};
 use crate::{Error, Offset, Result};
+
+/// How often a writer stopped by a failed write checks whether it can resume.
+const HEAL_EVERY: Duration = Duration::from_secs(1);
+
+/// What must be allocatable on the log's file system before it resumes.
+const HEAL_PROBE_BYTES: u64 = 1 << 20;
 
 /// A message to the writer.
 pub(crate) enum Msg {
@@ -46,12 +52,17 @@ pub(crate) struct Writer {
     /// Index entries of the active segment not yet published.
     index_pending: Vec<(Offset, u64)>,
     last_indexed: u64,
-    /// Offset after the last record written.
+    /// Offset after the last record taken (buffered or written).
     next: Offset,
+    /// Offset after the last record wholly written (at `active_len`).
+    written_next: Offset,
     /// Offset after the last record fsynced.
     synced: Offset,
     last_sync: Instant,
     failed: bool,
+    /// The failure came from an fsync: only reopening recovers.
+    sync_failed: bool,
+    last_heal: Instant,
     buf: Vec<u8>,
 }
 
@@ -81,9 +92,12 @@ impl Writer {
             index_pending: Vec::new(),
             last_indexed,
             next: end,
+            written_next: end,
             synced: end,
             last_sync: Instant::now(),
             failed: false,
+            sync_failed: false,
+            last_heal: Instant::now(),
             buf: Vec::new(),
         }
     }
@@ -137,6 +151,22 @@ impl Writer {
     /// when the interval passes while waiting.
     fn next_message(&mut self) -> Option<Msg> {
         loop {
+            if self.failed {
+                if self.sync_failed {
+                    return self.rx.recv().ok();
+                }
+                let due = self.last_heal + HEAL_EVERY;
+                let now = Instant::now();
+                if now < due {
+                    match self.rx.recv_timeout(due - now) {
+                        Ok(msg) => return Some(msg),
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                        Err(RecvTimeoutError::Timeout) => {}
+                    }
+                }
+                self.heal();
+                continue;
+            }
             let FsyncPolicy::Interval(every) = self.policy else {
                 return self.rx.recv().ok();
             };
@@ -164,7 +194,10 @@ impl Writer {
         let records: u64 = group.iter().map(|r| r.count).sum();
         let appends = group.len() as u64;
         if self.failed {
-            let reason = lock(&self.shared.failure).clone().unwrap_or_default();
+            let reason = lock(&self.shared.failure)
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_default();
             for r in group {
                 let _ = r.done.send(Err(Error::Stopped(reason.clone())));
             }
@@ -234,15 +267,16 @@ impl Writer {
                 self.index_pending.push((self.next, pos));
                 self.last_indexed = pos;
             }
+            answers[i].1 = self.next;
+            self.next += count;
             if self.buf.is_empty() && frames.len() >= self.max_batch_bytes {
                 // A big batch: write it as it is rather than copy it.
                 self.file.write_all(&frames)?;
                 self.active_len += frames.len() as u64;
+                self.written_next = self.next;
             } else {
                 self.buf.extend_from_slice(&frames);
             }
-            answers[i].1 = self.next;
-            self.next += count;
         }
         self.flush_buf()?;
         let due = match self.policy {
@@ -262,12 +296,16 @@ impl Writer {
             self.active_len += self.buf.len() as u64;
             self.buf.clear();
         }
+        self.written_next = self.next;
         Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
         let started = Instant::now();
-        self.file.sync_data()?;
+        if let Err(e) = self.file.sync_data() {
+            self.sync_failed = true;
+            return Err(e);
+        }
         self.shared.counters.record_fsync(started.elapsed());
         self.last_sync = Instant::now();
         self.synced = self.next;
@@ -280,7 +318,13 @@ impl Writer {
         self.sync()?;
         self.publish_segment();
         let first = self.next;
-        let file = create_segment(&self.shared.dir, first, false)?;
+        let file = create_segment(&self.shared.dir, first, false).inspect_err(|e| {
+            // a half-made segment would stop the next roll (and the next
+            // open would have to cut it): the active one stays active
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(self.shared.dir.join(segment_file_name(first)));
+            }
+        })?;
         {
             let mut st = lock(&self.shared.state);
             st.segments.insert(
@@ -332,11 +376,79 @@ impl Writer {
         }
     }
 
-    /// Stops taking appends after an I/O error: what is on disk is unknown
-    /// until the next open recovers it.
+    /// Stops taking appends after an I/O error. After a failed write the
+    /// writer tries to resume every [`HEAL_EVERY`]; after a failed fsync
+    /// what is on disk is unknown until the next open recovers it.
     fn fail(&mut self, e: &io::Error) {
+        let recoverable = !self.sync_failed;
+        if recoverable {
+            warn!(error = %e, "event log: a write failed; appends are refused until it can write again (checked every second)");
+        } else {
+            error!(error = %e, "event log: an fsync failed; appends are refused until the log is reopened (restart shoplake)");
+        }
         self.failed = true;
-        error!(error = %e, "event log writer stopped after an I/O error; appends fail until the log is reopened");
-        *lock(&self.shared.failure) = Some(e.to_string());
+        self.last_heal = Instant::now();
+        *lock(&self.shared.failure) = Some(Failure {
+            reason: e.to_string(),
+            recoverable,
+        });
     }
+
+    /// After a failed write: cuts the active segment back to its last whole
+    /// group, and resumes if the file system can allocate again.
+    fn heal(&mut self) {
+        self.last_heal = Instant::now();
+        match self.try_heal() {
+            Ok(()) => {
+                self.failed = false;
+                *lock(&self.shared.failure) = None;
+                self.publish();
+                info!(
+                    end = self.next,
+                    "event log: writes succeed again; taking appends"
+                );
+            }
+            Err(e) if self.sync_failed => self.fail(&e),
+            Err(e) => debug!(error = %e, "event log: still cannot write"),
+        }
+    }
+
+    fn try_heal(&mut self) -> io::Result<()> {
+        self.file.set_len(self.active_len)?;
+        let probed = probe(&mut self.file, self.active_len, HEAL_PROBE_BYTES);
+        self.file.set_len(self.active_len)?;
+        self.file.seek(SeekFrom::Start(self.active_len))?;
+        probed?;
+        // the failed group's offsets were never acknowledged nor visible
+        self.buf.clear();
+        self.next = self.written_next;
+        let next = self.next;
+        self.index_pending.retain(|&(offset, _)| offset < next);
+        self.last_indexed = match self.index_pending.last() {
+            Some(&(_, pos)) => pos,
+            None => lock(&self.shared.state)
+                .segments
+                .get(&self.active_first)
+                .and_then(|s| s.index.last())
+                .map_or(HEADER_LEN, |&(_, pos)| pos),
+        };
+        // what earlier groups wrote must be durable before anything is
+        // acknowledged after them
+        self.sync()
+    }
+}
+
+/// Checks that `len` bytes can be written to `file` at `offset` (a write
+/// of zeros, left for the caller to cut off): fails with the file system's
+/// error when there is no room.
+fn probe(file: &mut File, offset: u64, len: u64) -> io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    file.seek(SeekFrom::Start(offset))?;
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64) as usize;
+        file.write_all(&ZEROS[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
 }
