@@ -685,7 +685,28 @@ pub enum PrivacyCommand {
         #[arg(long, value_enum, default_value_t)]
         format: FormatArg,
     },
+    /// Copy the processed and curated tables into a new data directory with
+    /// personal data masked, for development and test environments: person
+    /// ids become pseudonyms under a key used once and never stored (joins
+    /// still match), payloads, event properties, review texts and addresses
+    /// are emptied, URLs lose their query strings. The raw zone, quarantine,
+    /// accounts, orders and the event log stay behind.
+    #[command(after_help = MASK_AFTER)]
+    Mask {
+        /// The new data directory (must not exist, or be empty).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: FormatArg,
+    },
 }
+
+const MASK_AFTER: &str = "Example:
+  shoplake privacy mask --to /srv/staging/shoplake-data
+  shoplake --data /srv/staging/shoplake-data serve     # dashboards, SQL, ML on the copy
+
+Do not run `pipeline run` on the copy: it has no raw zone to rebuild from.";
 
 const ERASE_AFTER: &str = "Example:
   shoplake privacy erase --user-id C000123 --user-id ann@shop.example

@@ -116,6 +116,29 @@ pub async fn dispatch(cmd: Command, env: &Env) -> Result<ExitCode> {
             };
             privacy_erase(env, &person, dry_run, format).await
         }
+        Command::Privacy(PrivacyCommand::Mask { to, format }) => {
+            let lake = open_lake(env)?;
+            let r = shoplake_jobs::privacy::mask_copy(&lake, &to).await?;
+            if matches!(format, FormatArg::Json) {
+                print_json(&r)?;
+            } else {
+                let rows: Vec<Vec<String>> = r
+                    .tables
+                    .iter()
+                    .map(|(t, n)| vec![t.clone(), n.to_string()])
+                    .collect();
+                print_batches(&[strings_batch(&["table", "rows"], &rows)?], format)?;
+                say(
+                    env,
+                    &format!(
+                        "masked copy in {} (left behind: {})",
+                        r.to.display(),
+                        r.left_behind.join(", ")
+                    ),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sql(a) => sql(env, &a.query, a.format, a.timing).await,
         Command::Report(a) => report(env, a).await,
         Command::Export(a) => export(env, a).await,

@@ -154,3 +154,151 @@ async fn erase_removes_a_person_everywhere_and_keeps_everyone_else() {
         .unwrap_err();
     assert!(err.to_string().contains("--user-id"), "{err}");
 }
+
+/// `shoplake privacy mask`: a copy for a test environment. Every processed
+/// and curated table is there with all its rows; no person id of the
+/// original appears in it, yet each id maps to one pseudonym (joins and
+/// per-customer figures are the same); payloads and addresses are gone,
+/// URLs lost their query strings; raw and quarantine stay behind; and
+/// reports on the copy answer what they answer on the original.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masked_copy_keeps_the_figures_and_no_person() {
+    use shoplake_core::schema::Zone;
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    // a few events as the collector stores them: properties and an address
+    let t = shoplake_core::schema::find("processed.events").unwrap();
+    let collected = fx
+        .engine()
+        .query(
+            "SELECT * REPLACE ('{\"coupon\":\"ANN-2024\"}' AS properties, '198.51.100.0' AS ip_anon) \
+             FROM processed.events LIMIT 5",
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| shoplake_lake::conform(t, &b).unwrap())
+        .collect();
+    fx.lake
+        .write(t, collected, shoplake_lake::WriteMode::Append)
+        .await
+        .unwrap();
+    let to = tempfile::TempDir::new().unwrap();
+    let copy_dir = to.path().join("copy");
+    let made = shoplake_jobs::privacy::mask_copy(&fx.lake, &copy_dir)
+        .await
+        .unwrap();
+    let copy = shoplake_lake::Lake::open(&copy_dir, &Default::default()).unwrap();
+    let ce = shoplake_query::QueryEngine::new(&copy, &Default::default()).unwrap();
+    let q = |sql: String| {
+        let ce = &ce;
+        async move { crate::common::query(ce, &sql).await }
+    };
+
+    let original = fx.delta_row_counts().await;
+    for (table, rows) in &made.tables {
+        let t = TABLES.iter().find(|t| &t.qualified() == table).unwrap();
+        assert!(
+            !matches!(t.zone, Zone::Raw | Zone::Quarantine),
+            "{table} copied"
+        );
+        let n = q(format!("SELECT count(*) AS n FROM {table}"))
+            .await
+            .row(0)
+            .i64("n");
+        assert_eq!(n as u64, *rows, "{table}");
+        if let Some(&want) = original.get(table) {
+            assert_eq!(n, want, "{table}: every row copied");
+        }
+    }
+    for t in [
+        "processed.events",
+        "processed.transactions",
+        "curated.customers",
+    ] {
+        assert!(
+            made.tables.iter().any(|(n, r)| n == t && *r > 0),
+            "{t} copied"
+        );
+    }
+    assert!(made.left_behind.contains(&"raw.events".to_string()));
+
+    // no original id, but one pseudonym per id
+    for (table, col) in [
+        ("processed.transactions", "customer_id"),
+        ("processed.events", "user_id"),
+        ("processed.events", "anonymous_id"),
+        ("processed.events", "session_id"),
+        ("curated.customers", "customer_id"),
+    ] {
+        let ids = |rows: crate::common::Rows| -> std::collections::BTreeSet<String> {
+            (0..rows.len())
+                .map(|i| rows.row(i).str("v").to_owned())
+                .collect()
+        };
+        let sql = format!("SELECT DISTINCT {col} AS v FROM {table} WHERE {col} IS NOT NULL");
+        let before = ids(fx.query(&sql).await);
+        let after = ids(q(sql).await);
+        assert!(!before.is_empty(), "{table}.{col} has ids");
+        assert_eq!(
+            before.len(),
+            after.len(),
+            "{table}.{col}: one pseudonym per id"
+        );
+        assert!(
+            before.is_disjoint(&after),
+            "{table}.{col}: an original id in the copy"
+        );
+        assert!(after.iter().all(|v| v.starts_with("m-")), "{table}.{col}");
+    }
+    // the same per-customer figures, across a join of two tables
+    let per_customer = "SELECT t.n, c.total FROM (SELECT customer_id, count(*) AS n FROM processed.transactions GROUP BY 1) t \
+         JOIN (SELECT customer_id, count(*) AS total FROM curated.customers GROUP BY 1) c ON t.customer_id = c.customer_id \
+         ORDER BY 1, 2";
+    let a = fx.query(per_customer).await;
+    let b = q(per_customer.into()).await;
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len(), "joins match as before");
+    for i in 0..a.len() {
+        assert_eq!(
+            (a.row(i).i64("n"), a.row(i).i64("total")),
+            (b.row(i).i64("n"), b.row(i).i64("total"))
+        );
+    }
+    let held = "SELECT count(properties) AS p, count(ip_anon) AS ip, \
+                count(*) FILTER (WHERE page_url LIKE '%?%') AS queries FROM processed.events";
+    let had = fx.query(held).await;
+    eprintln!(
+        "the original: {} with properties, {} with an address, {} URLs with a query string",
+        had.row(0).i64("p"),
+        had.row(0).i64("ip"),
+        had.row(0).i64("queries")
+    );
+    assert!(
+        had.row(0).i64("p") >= 5 && had.row(0).i64("ip") >= 5 && had.row(0).i64("queries") > 0,
+        "the original holds what the copy must not"
+    );
+    let gone = q(held.into()).await;
+    assert_eq!(
+        (
+            gone.row(0).i64("p"),
+            gone.row(0).i64("ip"),
+            gone.row(0).i64("queries")
+        ),
+        (0, 0, 0)
+    );
+    let texts = q("SELECT count(review_text) AS n FROM processed.reviews".into()).await;
+    assert_eq!(texts.row(0).i64("n"), 0);
+
+    // a report answers the same
+    let kpis = "SELECT date, orders, net_revenue FROM curated.daily_kpis ORDER BY date";
+    let (a, b) = (fx.query(kpis).await, q(kpis.into()).await);
+    assert_eq!(a.len(), b.len());
+    for i in 0..a.len() {
+        assert_eq!(a.row(i).i64("orders"), b.row(i).i64("orders"));
+    }
+
+    // not into a directory with something in it
+    let again = shoplake_jobs::privacy::mask_copy(&fx.lake, &copy_dir).await;
+    assert!(again.unwrap_err().to_string().contains("not empty"));
+}

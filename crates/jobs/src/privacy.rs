@@ -23,11 +23,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use arrow::record_batch::RecordBatch;
 use datafusion::functions::regex::expr_fn::regexp_like;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use futures::StreamExt;
 use shoplake_core::privacy::{PiiKey, is_email};
-use shoplake_core::schema::{EVENTS, SESSIONS, Storage, TABLES, Table};
+use shoplake_core::schema::{EVENTS, SESSIONS, Storage, TABLES, Table, Zone};
 use shoplake_core::sources::Source;
 use shoplake_lake::catalog::list_raw_files;
 use shoplake_lake::{Erased, Lake, state};
@@ -401,4 +402,162 @@ mod tests {
         assert!(!r.is_match("XC1,2"));
         assert!(!r.is_match(r#"{"email":"aXb+c@x.io"}"#), "dots are literal");
     }
+}
+
+/// Columns a masked copy replaces with pseudonyms (the same value gets the
+/// same pseudonym in every table of one copy, so joins still match).
+const MASKED_IDS: [&str; 4] = ["customer_id", "user_id", "anonymous_id", "session_id"];
+
+/// Columns a masked copy empties (null, or `""` where the column may not be
+/// null): raw payloads, event properties, free text and network addresses.
+const EMPTIED: [&str; 4] = ["payload", "properties", "review_text", "ip_anon"];
+
+/// URL columns whose query string and fragment a masked copy cuts off
+/// (they may carry e-mail addresses, tokens or search terms).
+const URLS: [&str; 2] = ["page_url", "referrer"];
+
+/// What [`mask_copy`] made.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MaskedCopy {
+    /// The new data directory.
+    pub to: PathBuf,
+    /// Tables copied, with their rows.
+    pub tables: Vec<(String, u64)>,
+    /// Tables not copied: they hold payloads as received.
+    pub left_behind: Vec<String>,
+}
+
+/// Copies the lake's processed and curated tables into a new data directory
+/// `to`, with personal data masked, for development and test environments:
+/// person ids become pseudonyms under a random key that is used once and
+/// never stored (the copy cannot be linked back, but joins between its
+/// tables still work), payloads, event properties, review texts and
+/// addresses are emptied, and URLs lose their query strings. The raw zone
+/// and quarantine (payloads as received), the operational store (accounts,
+/// orders) and the event log are not copied. Holds the pipeline lock, so
+/// the copy is of one moment.
+pub async fn mask_copy(lake: &Lake, to: &Path) -> Result<MaskedCopy> {
+    if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(JobError::Invalid(format!(
+            "{} is not empty: a masked copy goes into a new directory",
+            to.display()
+        )));
+    }
+    let source = lake.data_dir().canonicalize().ok();
+    std::fs::create_dir_all(to).map_err(|e| JobError::Io(to.to_path_buf(), e))?;
+    if source.is_some() && to.canonicalize().ok() == source {
+        return Err(JobError::Invalid(
+            "the copy cannot be the lake itself".into(),
+        ));
+    }
+    let key = once_key()?;
+    let target = Lake::open(to, &Default::default())?;
+    let _lock = crate::pipeline::lock(lake)?;
+    let mut out = MaskedCopy {
+        to: to.to_path_buf(),
+        ..Default::default()
+    };
+    for t in TABLES.iter().filter(|t| t.storage == Storage::Delta) {
+        if matches!(t.zone, Zone::Raw | Zone::Quarantine) {
+            out.left_behind.push(t.qualified());
+            continue;
+        }
+        let Some(table) = lake.load(t).await? else {
+            continue;
+        };
+        let df_err = |e: datafusion::error::DataFusionError| {
+            JobError::Internal(format!("reading {}: {e}", t.qualified()))
+        };
+        let evolved = lake.evolved_columns(t).await?;
+        if !evolved.is_empty() {
+            target.evolve(t, &evolved).await?;
+        }
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| JobError::Lake(shoplake_lake::LakeError::delta(t.qualified(), e)))?;
+        let provider = table.table_provider().await.map_err(df_err)?;
+        let mut stream = ctx
+            .read_table(provider)
+            .map_err(df_err)?
+            .execute_stream()
+            .await
+            .map_err(df_err)?;
+        let mut appender = target
+            .begin_append_once(t, "shoplake-mask", 1)
+            .await?
+            .ok_or_else(|| JobError::Internal(format!("{} already copied", t.qualified())))?;
+        while let Some(batch) = stream.next().await {
+            appender
+                .write(mask_batch(&key, &batch.map_err(df_err)?)?)
+                .await?;
+        }
+        let rows = appender.rows();
+        appender.commit().await?;
+        out.tables.push((t.qualified(), rows));
+    }
+    Ok(out)
+}
+
+/// A key for one masked copy: random, never written anywhere.
+fn once_key() -> Result<PiiKey> {
+    use std::io::Read;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(|e| JobError::Io("/dev/urandom".into(), e))?;
+    Ok(PiiKey::from_secret(&secret).expect("32 bytes make a key"))
+}
+
+/// `batch` with its person ids pseudonymised, its payloads, properties, free
+/// text and addresses emptied and its URLs cut at `?`/`#`.
+fn mask_batch(key: &PiiKey, batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringArray, new_null_array};
+    use arrow::datatypes::DataType;
+    let schema = batch.schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        let name = field.name().as_str();
+        let text = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
+        let map = |f: &dyn Fn(&str) -> String| -> Result<ArrayRef> {
+            let strings = arrow::compute::cast(column, &DataType::Utf8)?;
+            let strings = strings
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8");
+            let masked: StringArray = strings.iter().map(|v| v.map(f)).collect();
+            Ok(arrow::compute::cast(&masked, field.data_type())?)
+        };
+        let new = if text && MASKED_IDS.contains(&name) {
+            map(&|v| mask_id(key, v))?
+        } else if text && URLS.contains(&name) {
+            map(&|v| v.split(['?', '#']).next().unwrap_or_default().to_owned())?
+        } else if EMPTIED.contains(&name) {
+            if field.is_nullable() {
+                new_null_array(field.data_type(), column.len())
+            } else if text {
+                map(&|_| String::new())?
+            } else {
+                column.clone()
+            }
+        } else {
+            column.clone()
+        };
+        columns.push(new);
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The pseudonym of a person id in a masked copy: `m-` and 16 hex digits
+/// of the keyed hash (the empty string stays empty).
+fn mask_id(key: &PiiKey, v: &str) -> String {
+    if v.is_empty() {
+        return String::new();
+    }
+    let p = key.pseudonym(v);
+    let hex = p.strip_prefix("pii:").unwrap_or(&p);
+    format!("m-{}", &hex[..16.min(hex.len())])
 }
