@@ -68,7 +68,7 @@ def main():
     # the collector alone: the pipeline scheduler and lake maintenance (which
     # run in the same process) are off, so an hourly run cannot land in a phase
     env = dict(os.environ, SHOPLAKE_PIPELINE__SCHEDULE="", SHOPLAKE_PIPELINE__WATCH_SECS="0",
-               SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="")
+               SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="", SHOPLAKE_SERVER__METRICS_PUBLIC="true")
     srv = subprocess.Popen([a.bin, "--data", data, "-q", "serve", "--addr", addr, "--write-key", f"bench={KEY}"], env=env)
     try:
         for _ in range(200):

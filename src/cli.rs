@@ -269,6 +269,8 @@ pub enum RoleArg {
     Admin,
     /// Only the orders API, for a shop backend's token (not for users).
     Orders,
+    /// Only `GET /metrics`, for a Prometheus scraper's token (not for users).
+    Metrics,
 }
 
 /// Where a password comes from.

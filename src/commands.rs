@@ -1650,6 +1650,7 @@ fn role(r: RoleArg) -> Role {
         RoleArg::Analyst => Role::Analyst,
         RoleArg::Admin => Role::Admin,
         RoleArg::Orders => Role::Orders,
+        RoleArg::Metrics => Role::Metrics,
     }
 }
 

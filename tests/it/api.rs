@@ -1112,7 +1112,7 @@ async fn answers_are_cached_until_a_table_they_read_changes(backend: CacheBacken
     assert_eq!(cached(&get(&s, "/api/reports/daily_kpis", &h)), "miss");
     assert_eq!(cached(&get(&s, "/api/reports/daily_kpis", &h)), "hit");
 
-    let metrics = String::from_utf8(get(&s, "/metrics", &[]).body).unwrap();
+    let metrics = String::from_utf8(get(&s, "/metrics", &h).body).unwrap();
     let hits: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("shoplake_cache_hits_total "))
@@ -1175,5 +1175,232 @@ async fn a_dead_redis_only_costs_the_cache() {
         assert!(!json(&r)["rows"].as_array().unwrap().is_empty());
         assert!(t0.elapsed() < std::time::Duration::from_secs(5));
     }
+    s.stop().await;
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    /// Any API token or account, a scraper's `metrics` token included.
+    Any,
+    /// Any but a scraper's token (recommendations: a shop backend's too).
+    NotScraper,
+    /// Reading orders: `orders`, analysts and admins.
+    OrdersRead,
+    /// Changing orders: `orders` and admins.
+    OrdersWrite,
+    /// This role or a stronger one (viewer < analyst < admin).
+    AtLeast(Role),
+}
+
+impl Needs {
+    fn allows(self, role: Role) -> bool {
+        match self {
+            Needs::Any => true,
+            Needs::NotScraper => role != Role::Metrics,
+            Needs::OrdersRead => matches!(role, Role::Orders | Role::Analyst | Role::Admin),
+            Needs::OrdersWrite => matches!(role, Role::Orders | Role::Admin),
+            Needs::AtLeast(r) => !role.token_only() && role >= r,
+        }
+    }
+}
+
+/// Function-level authorization over every non-collection route and every
+/// kind of caller: nobody, a write key (it can only write events), a
+/// scraper's `metrics` token, a shop backend's `orders` token, and viewer,
+/// analyst and admin tokens. A caller the route is not for gets 401 (no or
+/// unknown credentials; a page redirects to the login) or 403 (a known
+/// caller whose role is too low), and one it is for gets past the check
+/// without a server error. Objects too: an analyst's saved queries are
+/// theirs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_every_role_it_is_not_for() {
+    use Needs::*;
+    let fx = Fixture::with(&small_config());
+    fx.run(&PipelineOptions::default()).await;
+    let store = Store::open(&fx.lake.state_dir()).unwrap();
+    let roles = [
+        Role::Metrics,
+        Role::Orders,
+        Role::Viewer,
+        Role::Analyst,
+        Role::Admin,
+    ];
+    let tokens: Vec<(Role, String)> = roles
+        .iter()
+        .map(|&r| {
+            let (t, _) = auth::create_token(&store, &format!("t-{r}"), r, None).unwrap();
+            (r, format!("Bearer {t}"))
+        })
+        .collect();
+    let s = Server::start(fx.dir.path(), Config::default()).await;
+    let write_key = format!("Bearer {}", crate::collect::KEY);
+
+    let order = r#"{"order_id":"o-x","customer_id":"c","email":"x@example.com","currency":"EUR","lines":[]}"#;
+    // (method, path, body, who, an HTML page that redirects to the login)
+    let routes: &[(&str, &str, &str, Needs, bool)] = &[
+        ("GET", "/metrics", "", Any, false),
+        ("GET", "/api/me", "", Any, false),
+        (
+            "GET",
+            "/api/recommendations?product_id=P0001",
+            "",
+            NotScraper,
+            false,
+        ),
+        ("GET", "/api/orders", "", OrdersRead, false),
+        ("GET", "/api/orders/no-such-order", "", OrdersRead, false),
+        ("POST", "/api/orders", order, OrdersWrite, false),
+        (
+            "PATCH",
+            "/api/orders/no-such-order",
+            r#"{"status":"paid"}"#,
+            OrdersWrite,
+            false,
+        ),
+        ("GET", "/api/reports", "", AtLeast(Role::Viewer), false),
+        (
+            "GET",
+            "/api/reports/daily_kpis",
+            "",
+            AtLeast(Role::Viewer),
+            false,
+        ),
+        ("GET", "/api/live", "", AtLeast(Role::Viewer), false),
+        (
+            "POST",
+            "/api/sql",
+            r#"{"sql":"SELECT 1"}"#,
+            AtLeast(Role::Analyst),
+            false,
+        ),
+        ("GET", "/api/queries", "", AtLeast(Role::Analyst), false),
+        ("POST", "/api/queries", "{}", AtLeast(Role::Analyst), false),
+        (
+            "DELETE",
+            "/api/queries/999999",
+            "",
+            AtLeast(Role::Analyst),
+            false,
+        ),
+        ("GET", "/api/users", "", AtLeast(Role::Admin), false),
+        ("POST", "/api/users", "{}", AtLeast(Role::Admin), false),
+        (
+            "PATCH",
+            "/api/users/nobody",
+            "{}",
+            AtLeast(Role::Admin),
+            false,
+        ),
+        (
+            "DELETE",
+            "/api/users/nobody",
+            "",
+            AtLeast(Role::Admin),
+            false,
+        ),
+        ("GET", "/api/tokens", "", AtLeast(Role::Admin), false),
+        ("POST", "/api/tokens", "{}", AtLeast(Role::Admin), false),
+        (
+            "DELETE",
+            "/api/tokens/nobody",
+            "",
+            AtLeast(Role::Admin),
+            false,
+        ),
+        ("GET", "/api/keys", "", AtLeast(Role::Admin), false),
+        ("POST", "/api/keys", "{}", AtLeast(Role::Admin), false),
+        (
+            "DELETE",
+            "/api/keys/nobody",
+            "",
+            AtLeast(Role::Admin),
+            false,
+        ),
+        ("GET", "/", "", AtLeast(Role::Viewer), true),
+        ("GET", "/funnel", "", AtLeast(Role::Viewer), true),
+        ("GET", "/products", "", AtLeast(Role::Viewer), true),
+        ("GET", "/customers", "", AtLeast(Role::Viewer), true),
+        ("GET", "/traffic", "", AtLeast(Role::Viewer), true),
+        ("GET", "/live", "", AtLeast(Role::Viewer), true),
+        ("GET", "/pipeline", "", AtLeast(Role::Viewer), true),
+        ("GET", "/sql", "", AtLeast(Role::Analyst), true),
+        ("GET", "/admin", "", AtLeast(Role::Admin), true),
+        (
+            "POST",
+            "/admin",
+            "action=nothing",
+            AtLeast(Role::Admin),
+            true,
+        ),
+    ];
+    let mut checked = 0;
+    for &(method, path, body, needs, page) in routes {
+        let ctype = if method == "POST" && path == "/admin" {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json"
+        };
+        // nobody, and a write key: not even known as callers here (a page
+        // sends them to the login)
+        for creds in [None, Some(write_key.as_str())] {
+            let mut h = vec![("Content-Type", ctype)];
+            h.extend(creds.map(|c| ("Authorization", c)));
+            let r = http(s.addr, method, path, &h, body.as_bytes()).unwrap();
+            let want = if page { 303 } else { 401 };
+            assert_eq!(r.status, want, "{method} {path} with {creds:?}");
+            checked += 1;
+        }
+        for (role, bearer) in &tokens {
+            let h = [("Content-Type", ctype), ("Authorization", bearer.as_str())];
+            let r = http(s.addr, method, path, &h, body.as_bytes()).unwrap();
+            let said = String::from_utf8_lossy(&r.body);
+            if needs.allows(*role) {
+                // past the check: any answer but a refusal or a server
+                // error (recommendations answer 503 until a model is trained)
+                let no_model = path.starts_with("/api/recommendations") && r.status == 503;
+                assert!(
+                    ![401, 403].contains(&r.status) && (r.status < 500 || no_model),
+                    "{method} {path} as {role}: {} {said}",
+                    r.status
+                );
+            } else {
+                assert_eq!(r.status, 403, "{method} {path} as {role}: {said}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, routes.len() * (2 + roles.len()));
+
+    // objects: one analyst's saved query is not another's
+    let (other, _) = auth::create_token(&store, "t-analyst-2", Role::Analyst, None).unwrap();
+    let other = format!("Bearer {other}");
+    let analyst = &tokens.iter().find(|(r, _)| *r == Role::Analyst).unwrap().1;
+    fn json_h(b: &str) -> [(&str, &str); 2] {
+        [("Content-Type", "application/json"), ("Authorization", b)]
+    }
+    let saved = http(
+        s.addr,
+        "POST",
+        "/api/queries",
+        &json_h(analyst),
+        br#"{"name":"mine","sql":"SELECT 1"}"#,
+    )
+    .unwrap();
+    assert_eq!(saved.status, 201);
+    let id = json(&saved)["id"].as_i64().unwrap();
+    let theirs = json(&get(&s, "/api/queries", &json_h(&other)));
+    assert_eq!(theirs["queries"].as_array().unwrap().len(), 0, "{theirs}");
+    let gone = http(
+        s.addr,
+        "DELETE",
+        &format!("/api/queries/{id}"),
+        &json_h(&other),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(gone.status, 404, "another analyst cannot delete it");
+    let mine = json(&get(&s, "/api/queries", &json_h(analyst)));
+    assert_eq!(mine["queries"].as_array().unwrap().len(), 1, "{mine}");
     s.stop().await;
 }

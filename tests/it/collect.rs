@@ -420,8 +420,21 @@ async fn every_protocol_lands_in_the_lake_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // metrics
-    let m = http(a, "GET", "/metrics", &[], b"").unwrap().text();
+    // metrics: for a token (a scraper's `metrics` one will do), not for anyone
+    let anon = http(a, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(anon.status, 401, "{}", anon.text());
+    let store = shoplake_jobs::store::Store::open(&dir.path().join("state")).unwrap();
+    let (scraper, _) = shoplake_server::auth::create_token(
+        &store,
+        "prometheus",
+        shoplake_jobs::accounts::Role::Metrics,
+        None,
+    )
+    .unwrap();
+    let scraper = format!("Bearer {scraper}");
+    let m = http(a, "GET", "/metrics", &[("Authorization", &scraper)], b"")
+        .unwrap()
+        .text();
     assert!(
         m.contains("shoplake_events_accepted_total{protocol=\"ga4\"} 1"),
         "{m}"
@@ -1045,12 +1058,11 @@ impl Drop for Mounted {
 
 /// A full disk: the data directory on an 8 MiB tmpfs fills up under load.
 /// Every request gets a 200 or a 503 with `Retry-After` (never another 5xx,
-/// never a crash), `/healthz` says why once the event log has stopped, and
-/// after the space comes back and the server restarts (as a supervisor
-/// would on the failed health check) every acknowledged event is in the
-/// lake exactly once.
+/// never a crash), `/readyz` says why while `/healthz` stays alive, and once
+/// space comes back the same process takes events again within seconds and
+/// every acknowledged event is in the lake exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_gets_503_and_loses_nothing_acknowledged() {
+async fn a_full_disk_gets_503_and_recovers_without_a_restart() {
     let dir = TempDir::new().unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
@@ -1121,35 +1133,220 @@ async fn a_full_disk_gets_503_and_loses_nothing_acknowledged() {
         "only {} events got in before the disk filled",
         acked.len()
     );
-    assert_eq!(
-        http(addr, "GET", "/healthz", &[], b"").unwrap().status / 100,
-        5,
-        "health says the log stopped"
-    );
+    let ready = http(addr, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!(ready.status, 503, "not ready while the disk is full");
+    assert!(ready.text().contains("cannot write"), "{}", ready.text());
+    let health = http(addr, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(health.status, 200, "alive: no restart is needed");
+    assert!(health.text().contains("paused"), "{}", health.text());
 
-    // space comes back; the supervisor restarts the server
+    // space comes back: the same process resumes by itself
     let grown = Command::new("mount")
         .args(["-o", "remount,size=256m"])
         .arg(dir.path())
         .status()
         .unwrap();
     assert!(grown.success(), "remount");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut child = serve();
-    wait_ready(addr, Duration::from_secs(60));
-    assert_eq!(http(addr, "GET", "/healthz", &[], b"").unwrap().status, 200);
+    let t0 = Instant::now();
+    while http(addr, "GET", "/readyz", &[], b"").unwrap().status != 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "still not ready 10 s after space came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for k in 0..20 {
+        let ids: Vec<String> = (0..50).map(|i| format!("after{k}-{i}")).collect();
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a"}}"#)
+            })
+            .collect();
+        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+        let r = http(addr, "POST", "/v1/batch", &json, body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "after space came back: {}", r.text());
+        acked.extend(ids);
+    }
     let e = engine(dir.path());
     wait_for_events(
         &e,
         acked.len(),
         Duration::from_secs(60),
-        "after the disk-full episode",
+        "after the disk-full episode, without a restart",
     )
     .await;
     unsafe_sigterm(&child);
     assert!(child.wait().unwrap().success());
     assert_acknowledged_once(&e, &acked, " after the disk-full episode").await;
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A read-only lake stalls the sink: the event log takes events until its
+/// disk budget is spent, then every request gets 503 with `Retry-After`
+/// (backpressure reaches the clients), the server's memory stays flat while
+/// refusing (the backlog is on disk, not in memory), and once the lake is
+/// writable again the backlog lands, exactly once, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
+    let dir = TempDir::new().unwrap();
+    let addr = free_addr();
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "serve",
+            "--addr",
+            &addr.to_string(),
+            "--write-key",
+            &format!("web={KEY}"),
+        ])
+        .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "200")
+        .env("SHOPLAKE_SERVER__WAL_SEGMENT_MB", "1")
+        .env("SHOPLAKE_SERVER__WAL_MAX_MB", "6")
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shoplake serve");
+    wait_ready(addr, Duration::from_secs(60));
+    let json = [("Content-Type", "application/json")];
+    let pad = "p".repeat(400);
+    let mut n = 0;
+    let mut send = |acked: &mut Vec<String>| {
+        let ids: Vec<String> = (0..50).map(|i| format!("ro{n}-{i}")).collect();
+        n += 1;
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a","properties":{{"pad":"{pad}"}}}}"#))
+            .collect();
+        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+        let r =
+            http(addr, "POST", "/v1/batch", &json, body.as_bytes()).expect("the server answers");
+        match r.status {
+            200 => {
+                acked.extend(ids);
+                true
+            }
+            503 => {
+                assert!(r.header("retry-after").is_some(), "503 without Retry-After");
+                false
+            }
+            s => panic!("a stalled lake answered {s}: {}", r.text()),
+        }
+    };
+    let mut acked = Vec::new();
+    for _ in 0..5 {
+        assert!(send(&mut acked));
+    }
+    let e = engine(dir.path());
+    wait_for_events(&e, acked.len(), Duration::from_secs(30), "before the stall").await;
+
+    // the lake turns read-only (a bind mount over itself)
+    let lake = dir.path().join("lake");
+    let bind = Command::new("mount")
+        .arg("--bind")
+        .arg(&lake)
+        .arg(&lake)
+        .output()
+        .unwrap();
+    if !bind.status.success() {
+        let why = String::from_utf8_lossy(&bind.stderr).into_owned();
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "this test bind-mounts (needs root): {why}"
+        );
+        eprintln!("skipped: cannot bind-mount here: {why}");
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
+    let _guard = Mounted(lake.clone());
+    let ro = Command::new("mount")
+        .args(["-o", "remount,bind,ro"])
+        .arg(&lake)
+        .status()
+        .unwrap();
+    assert!(ro.success(), "remount read-only");
+
+    let t0 = Instant::now();
+    while send(&mut acked) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the log never pushed back"
+        );
+    }
+    let stalled_at = acked.len();
+    let rss_at_first_refusal = rss_kib(child.id());
+    // refused load for a while: the sink retries its commit every second
+    // (a sawtooth of its batch's memory), but nothing may pile up
+    let stall: u64 = std::env::var("STALL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let (mut refused, mut halves, t1) = (0, [0u64; 2], Instant::now());
+    while t1.elapsed() < Duration::from_secs(stall) {
+        if !send(&mut acked) {
+            refused += 1;
+        }
+        let half = usize::from(t1.elapsed().as_secs() * 2 >= stall);
+        halves[half] = halves[half].max(rss_kib(child.id()));
+    }
+    let mib = |k: u64| k / 1024;
+    eprintln!(
+        "stalled lake: {stalled_at} events acknowledged into the log; then {refused} requests \
+         refused in {stall} s; RSS {} MiB at the first refusal, at most {} MiB in the first half \
+         and {} MiB in the second",
+        mib(rss_at_first_refusal),
+        mib(halves[0]),
+        mib(halves[1])
+    );
+    assert_eq!(
+        acked.len(),
+        stalled_at,
+        "nothing is taken while the lake is stalled"
+    );
+    assert!(refused >= 20, "only {refused} requests in {stall} s");
+    assert!(
+        halves[1] <= halves[0] + 16 * 1024,
+        "memory kept growing while refusing: {halves:?} KiB"
+    );
+    assert!(
+        halves[0].max(halves[1]) <= rss_at_first_refusal + 64 * 1024,
+        "memory grew from {rss_at_first_refusal} KiB to {halves:?} KiB while refusing"
+    );
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").unwrap().status, 200);
+
+    // the lake is writable again: the backlog lands and new events get in
+    drop(_guard);
+    wait_for_events(
+        &e,
+        acked.len(),
+        Duration::from_secs(60),
+        "after the lake came back",
+    )
+    .await;
+    let t2 = Instant::now();
+    while !send(&mut acked) {
+        assert!(
+            t2.elapsed() < Duration::from_secs(10),
+            "still refused after the backlog landed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for_events(&e, acked.len(), Duration::from_secs(30), "the last batch").await;
+    unsafe_sigterm(&child);
+    assert!(child.wait().unwrap().success());
+    assert_acknowledged_once(&e, &acked, " after the stalled lake").await;
 }
 
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).

@@ -396,7 +396,8 @@ async fn recommendations_are_served_in_real_time(
     assert!(!items(&after).contains(&next), "{after}");
 
     // every request was timed for /metrics
-    let m = http(addr, "GET", "/metrics", &[], b"").unwrap();
+    let m = http(addr, "GET", "/metrics", &[("Authorization", bearer)], b"").unwrap();
+    assert_eq!(m.status, 200);
     let text = String::from_utf8(m.body).unwrap();
     let count: f64 = text
         .lines()

@@ -13,12 +13,16 @@ use crate::error::{JobError, Result};
 use crate::store::{Store, now_rfc3339};
 
 /// What an account may do; each of viewer, analyst and admin includes the
-/// ones before it. `orders` stands apart: a shop backend's API token that
-/// creates, changes and reads orders and nothing else (it orders below
-/// viewer, so every check of a person's role refuses it).
+/// ones before it. `orders` and `metrics` stand apart: a shop backend's API
+/// token that creates, changes and reads orders and nothing else, and a
+/// monitoring system's token that reads `/metrics` and nothing else (they
+/// order below viewer, so every check of a person's role refuses them).
+/// Every role may read `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Only `GET /metrics`: for a Prometheus scraper's token.
+    Metrics,
     /// Only the orders API (`/api/orders`): for API tokens, not people.
     Orders,
     /// Dashboards and reports.
@@ -33,9 +37,13 @@ impl Role {
     /// The roles of people, weakest first.
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Analyst, Role::Admin];
 
+    /// The roles of API tokens only.
+    pub const TOKENS: [Role; 2] = [Role::Orders, Role::Metrics];
+
     /// The lowercase name.
     pub fn name(self) -> &'static str {
         match self {
+            Role::Metrics => "metrics",
             Role::Orders => "orders",
             Role::Viewer => "viewer",
             Role::Analyst => "analyst",
@@ -47,11 +55,11 @@ impl Role {
     pub fn parse(s: &str) -> Result<Role> {
         Role::ALL
             .into_iter()
-            .chain([Role::Orders])
+            .chain(Role::TOKENS)
             .find(|r| r.name() == s)
             .ok_or_else(|| {
                 JobError::Invalid(format!(
-                    "unknown role {s:?}: use viewer, analyst or admin (or orders, for a token)"
+                    "unknown role {s:?}: use viewer, analyst or admin (or orders or metrics, for a token)"
                 ))
             })
     }
@@ -63,8 +71,13 @@ impl Role {
         match self {
             Role::Orders | Role::Admin => true,
             Role::Analyst => !write,
-            Role::Viewer => false,
+            Role::Viewer | Role::Metrics => false,
         }
+    }
+
+    /// Whether only API tokens may have this role (not people).
+    pub fn token_only(self) -> bool {
+        Role::TOKENS.contains(&self)
     }
 }
 
@@ -141,10 +154,10 @@ fn role_col(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Role> {
 impl Store {
     /// Adds a user; an error if the name is taken.
     pub fn add_user(&self, name: &str, role: Role, password_hash: &str) -> Result<()> {
-        if role == Role::Orders {
-            return Err(JobError::Invalid(
-                "orders is a role for the API tokens of a shop's backend, not for people".into(),
-            ));
+        if role.token_only() {
+            return Err(JobError::Invalid(format!(
+                "{role} is a role for API tokens, not for people"
+            )));
         }
         let now = now_rfc3339();
         let added = self.with(|c| {
@@ -203,10 +216,10 @@ impl Store {
         password_hash: Option<&str>,
         role: Option<Role>,
     ) -> Result<bool> {
-        if role == Some(Role::Orders) {
-            return Err(JobError::Invalid(
-                "orders is a role for the API tokens of a shop's backend, not for people".into(),
-            ));
+        if let Some(role) = role.filter(|r| r.token_only()) {
+            return Err(JobError::Invalid(format!(
+                "{role} is a role for API tokens, not for people"
+            )));
         }
         let now = now_rfc3339();
         self.with(|c| {

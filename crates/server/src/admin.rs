@@ -599,11 +599,12 @@ fn button(csrf: &str, action: &str, name: &str, label: &str, confirm: &str) -> S
     )
 }
 
-/// A role picker, on `current` (else viewer); `orders` is a role for tokens.
+/// A role picker, on `current` (else viewer); `orders` and `metrics` are
+/// roles for tokens.
 fn role_select(current: Option<Role>, tokens: bool) -> String {
     let mut s = String::from(r#"<select name="role" aria-label="Role">"#);
-    let orders = tokens.then_some(Role::Orders);
-    for r in Role::ALL.into_iter().chain(orders) {
+    let only_tokens = if tokens { &Role::TOKENS[..] } else { &[] };
+    for r in Role::ALL.into_iter().chain(only_tokens.iter().copied()) {
         let on = if Some(r) == current { " selected" } else { "" };
         let _ = write!(s, r#"<option value="{r}"{on}>{r}</option>"#);
     }

@@ -292,7 +292,8 @@ async fn openapi() -> Response {
 }
 
 async fn me(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
-    let p = api.allow(&headers, Role::Viewer, false)?;
+    // any account or token: the lowest role
+    let p = api.allow(&headers, Role::Metrics, false)?;
     let csrf = match &p.via {
         Via::Session { csrf, .. } => Some(csrf.clone()),
         Via::Token => None,

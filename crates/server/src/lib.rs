@@ -306,11 +306,17 @@ pub async fn serve_on(
         Some(l) => Some(start_postgres(l, &lake, cfg, api.clone(), stop_rx.clone())?),
         None => None,
     };
-    let router = routes::router(app.clone())
+    let router = axum::Router::new()
+        .merge(routes::router(app.clone()))
         .merge(recs::router(recs_state))
         .merge(api::router(api.clone()))
         .merge(admin::router(api.clone()))
         .merge(orders::router(orders_state))
+        .merge(
+            axum::Router::new()
+                .route("/metrics", axum::routing::get(routes::metrics))
+                .with_state((app.clone(), api.clone())),
+        )
         .merge(dashboard::router(api));
     let tls = match (&srv.tls_cert, &srv.tls_key) {
         (Some(c), Some(k)) => Some(http::tls_acceptor(c, k, &[b"h2", b"http/1.1"])?),

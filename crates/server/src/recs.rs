@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use shoplake_collect::Collected;
+use shoplake_jobs::accounts::Role;
 use shoplake_jobs::ml::{Kind, RecsModel};
 
 use crate::api::{Api, ApiError};
@@ -310,7 +311,8 @@ async fn recommend(
 }
 
 fn answer(r: &Recs, headers: &HeaderMap, q: Params) -> Result<Answer, ApiError> {
-    auth::authenticate(&r.api.store, r.api.oidc.as_deref(), headers)?;
+    // any account or token but a scraper's (`metrics`)
+    auth::authenticate(&r.api.store, r.api.oidc.as_deref(), headers)?.require(Role::Orders)?;
     let k = match q.k.as_deref() {
         None | Some("") => r.api.config.ml.recommendations.clamp(1, MAX_K),
         Some(s) => match s.parse::<usize>() {

@@ -23,9 +23,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use shoplake_collect::{Credential, Input, Protocol};
+use shoplake_jobs::accounts::Role;
 use shoplake_log::EventLog;
 
 use crate::App;
+use crate::api::Api;
 use crate::metrics::{LogFigures, Reason, protocol_index};
 use crate::record::Encoder;
 use crate::sink::now_micros;
@@ -74,7 +76,6 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/demo/store", get(store))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(app)
 }
 
@@ -495,28 +496,57 @@ async fn store() -> Response {
         .into_response()
 }
 
-/// Alive unless the event log stopped after an I/O error (a full disk):
-/// then only a restart recovers it, so a supervisor should restart.
+/// Alive unless the event log stopped after a failed fsync: then only a
+/// restart recovers it, so a supervisor should restart. A failed write (a
+/// full disk) keeps the process alive: the log resumes by itself once space
+/// is back, and `/readyz` says not ready meanwhile.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     match app.wal.failure() {
-        None => (StatusCode::OK, "ok\n").into_response(),
-        Some(why) => (
+        Some(f) if !f.recoverable => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the event log stopped after an I/O error ({why}); restart shoplake once the cause is fixed: nothing acknowledged is lost\n"),
+            format!(
+                "the event log stopped after a failed fsync ({}); restart shoplake once the cause is fixed: nothing acknowledged is lost\n",
+                f.reason
+            ),
+        )
+            .into_response(),
+        Some(f) => (
+            StatusCode::OK,
+            format!(
+                "alive; collection paused: the event log cannot write ({}); it resumes by itself once the disk has space\n",
+                f.reason
+            ),
+        )
+            .into_response(),
+        None => (StatusCode::OK, "ok\n").into_response(),
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if !app.ready.load(Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: recovering\n").into_response();
+    }
+    match app.wal.failure() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(f) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the event log cannot write ({})\n", f.reason),
         )
             .into_response(),
     }
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.ready.load(Relaxed) && app.wal.failure().is_none() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+/// `GET /metrics`, for any API token (a `metrics` one for a scraper) unless
+/// `server.metrics_public`.
+pub(crate) async fn metrics(
+    State((app, api)): State<(Arc<App>, Arc<Api>)>,
+    headers: HeaderMap,
+) -> Response {
+    if !api.config.server.metrics_public
+        && let Err(e) = api.allow(&headers, Role::Metrics, false)
+    {
+        return e.into_response();
     }
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> Response {
     let s = app.wal.stats();
     let text = app.metrics.render(LogFigures {
         disk_bytes: s.disk_bytes,
