@@ -1,7 +1,9 @@
 """What the bench scripts share: running a command, a free port, the CPU's
-name, replacing one marked section of BENCHMARKS.md, and the virtualenv of
-the Python packages some benchmarks compare against."""
-import os, socket, subprocess, sys
+name, replacing one marked section of BENCHMARKS.md, the virtualenv of the
+Python packages some benchmarks compare against, and for the collector's
+benchmarks: starting `shoplake serve`, reading /metrics and /proc, and
+warming the VM's memory."""
+import os, socket, subprocess, sys, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,3 +61,62 @@ def bench_venv():
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"] + BENCH_PACKAGES, check=True)
     open(stamp, "w").write(want)
     return python
+
+
+def serve(bin_, data, addr, *extra, env=None):
+    """Starts `shoplake serve` on a data directory and waits until /readyz
+    answers 200 (at most 30 s); returns the process."""
+    srv = subprocess.Popen([bin_, "--data", data, "-q", "serve", "--addr", addr, *extra], env=env)
+    for _ in range(300):
+        try:
+            if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
+                return srv
+        except OSError:
+            pass
+        time.sleep(0.1)
+    srv.kill()
+    raise RuntimeError(f"shoplake serve on {addr} not ready after 30 s")
+
+
+def stop(srv, timeout=300):
+    """SIGTERM (the server commits what it acknowledged), then waits; kills it
+    if it is still running after `timeout` seconds."""
+    import signal
+    if srv.poll() is None:
+        srv.send_signal(signal.SIGTERM)
+        try:
+            srv.wait(timeout=timeout)
+        finally:
+            if srv.poll() is None:
+                srv.kill()
+
+
+def metric(addr, name):
+    """The sum of a Prometheus metric's series (/metrics must be public)."""
+    text = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
+    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+def status_kib(pid, field):
+    """A KiB field of /proc/PID/status (VmRSS, VmHWM, RssAnon, ...); 0 once gone."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def warm(dirname, gib):
+    """Writes and deletes `gib` GiB so the guest's free pages are host-backed:
+    this VM's host backs its RAM lazily, and the first write to never-touched
+    RAM runs at under 100 MB/s. Returns the seconds it took."""
+    t0 = time.time()
+    path = os.path.join(dirname, "warm.tmp")
+    chunk = b"\x5a" * (1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(int(gib * 1024)):
+            f.write(chunk)
+    os.unlink(path)
+    return time.time() - t0

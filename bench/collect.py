@@ -17,7 +17,9 @@ whose host backs guest RAM lazily, and the first write to never-touched RAM
 runs at under 100 MB/s (against GB/s once touched), which would otherwise be
 charged to whichever process touches it first (here the WAL's page cache).
 """
-import argparse, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time
+
+from benchlib import stop, metric, serve, status_kib, warm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "<!-- collect: written by bench/collect -->"
@@ -25,34 +27,7 @@ KEY = "bench-key-0000001"
 
 
 def hwm(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def status_kib(pid, field):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def warm(dirname, gib):
-    """Writes and deletes `gib` GiB so the guest's free pages are host-backed."""
-    t0 = time.time()
-    path = os.path.join(dirname, "warm.tmp")
-    chunk = b"\x5a" * (1 << 20)
-    with open(path, "wb") as f:
-        for _ in range(int(gib * 1024)):
-            f.write(chunk)
-    os.unlink(path)
-    return time.time() - t0
-
-
-def metric(addr, name):
-    text = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
-    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+    return status_kib(pid, "VmHWM") / 1024 or float("nan")
 
 
 def main():
@@ -69,14 +44,8 @@ def main():
     # run in the same process) are off, so an hourly run cannot land in a phase
     env = dict(os.environ, SHOPLAKE_PIPELINE__SCHEDULE="", SHOPLAKE_PIPELINE__WATCH_SECS="0",
                SHOPLAKE_LAKE__MAINTENANCE_SCHEDULE="", SHOPLAKE_SERVER__METRICS_PUBLIC="true")
-    srv = subprocess.Popen([a.bin, "--data", data, "-q", "serve", "--addr", addr, "--write-key", f"bench={KEY}"], env=env)
+    srv = serve(a.bin, data, addr, "--write-key", f"bench={KEY}", env=env)
     try:
-        for _ in range(200):
-            try:
-                if urllib.request.urlopen(f"http://{addr}/readyz").status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         peaks = {"RssAnon": 0, "RssFile": 0}
         sampling = True
 
@@ -101,11 +70,8 @@ def main():
         sampling = False
         sampler.join()
         committed = metric(addr, "shoplake_sink_events_committed_total")
-        srv.send_signal(signal.SIGTERM)
-        srv.wait(timeout=120)
     finally:
-        if srv.poll() is None:
-            srv.kill()
+        stop(srv, 120)
     lake_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(data, "lake")) for f in fs) / 2**20
     shutil.rmtree(data, ignore_errors=True)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
