@@ -1056,6 +1056,17 @@ impl Drop for Mounted {
     }
 }
 
+/// A server process killed and reaped when the test ends, also when it
+/// fails: a failed assertion must not leave a server running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A full disk: the data directory on an 8 MiB tmpfs fills up under load.
 /// Every request gets a 200 or a 503 with `Retry-After` (never another 5xx,
 /// never a crash), `/readyz` says why while `/healthz` stays alive, and once
@@ -1099,7 +1110,7 @@ async fn a_full_disk_gets_503_and_recovers_without_a_restart() {
             .spawn()
             .expect("start shoplake serve")
     };
-    let mut child = serve();
+    let mut child = Reaped(serve());
     wait_ready(addr, Duration::from_secs(60));
     let json = [("Content-Type", "application/json")];
     let pad = "p".repeat(400);
@@ -1176,8 +1187,8 @@ async fn a_full_disk_gets_503_and_recovers_without_a_restart() {
         "after the disk-full episode, without a restart",
     )
     .await;
-    unsafe_sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    unsafe_sigterm(&child.0);
+    assert!(child.0.wait().unwrap().success());
     assert_acknowledged_once(&e, &acked, " after the disk-full episode").await;
 }
 
@@ -1200,24 +1211,26 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
     let dir = TempDir::new().unwrap();
     let addr = free_addr();
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(dir.path())
-        .args([
-            "serve",
-            "--addr",
-            &addr.to_string(),
-            "--write-key",
-            &format!("web={KEY}"),
-        ])
-        .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "200")
-        .env("SHOPLAKE_SERVER__WAL_SEGMENT_MB", "1")
-        .env("SHOPLAKE_SERVER__WAL_MAX_MB", "6")
-        .env("CI", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start shoplake serve");
+    let mut child = Reaped(
+        Command::new(BIN)
+            .arg("--data")
+            .arg(dir.path())
+            .args([
+                "serve",
+                "--addr",
+                &addr.to_string(),
+                "--write-key",
+                &format!("web={KEY}"),
+            ])
+            .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "200")
+            .env("SHOPLAKE_SERVER__WAL_SEGMENT_MB", "1")
+            .env("SHOPLAKE_SERVER__WAL_MAX_MB", "6")
+            .env("CI", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start shoplake serve"),
+    );
     wait_ready(addr, Duration::from_secs(60));
     let json = [("Content-Type", "application/json")];
     let pad = "p".repeat(400);
@@ -1266,8 +1279,6 @@ async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
             "this test bind-mounts (needs root): {why}"
         );
         eprintln!("skipped: cannot bind-mount here: {why}");
-        let _ = child.kill();
-        let _ = child.wait();
         return;
     }
     let _guard = Mounted(lake.clone());
@@ -1286,7 +1297,7 @@ async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
         );
     }
     let stalled_at = acked.len();
-    let rss_at_first_refusal = rss_kib(child.id());
+    let rss_at_first_refusal = rss_kib(child.0.id());
     // refused load for a while: the sink retries its commit every second
     // (a sawtooth of its batch's memory), but nothing may pile up
     let stall: u64 = std::env::var("STALL_SECS")
@@ -1299,7 +1310,7 @@ async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
             refused += 1;
         }
         let half = usize::from(t1.elapsed().as_secs() * 2 >= stall);
-        halves[half] = halves[half].max(rss_kib(child.id()));
+        halves[half] = halves[half].max(rss_kib(child.0.id()));
     }
     let mib = |k: u64| k / 1024;
     eprintln!(
@@ -1344,8 +1355,8 @@ async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_for_events(&e, acked.len(), Duration::from_secs(30), "the last batch").await;
-    unsafe_sigterm(&child);
-    assert!(child.wait().unwrap().success());
+    unsafe_sigterm(&child.0);
+    assert!(child.0.wait().unwrap().success());
     assert_acknowledged_once(&e, &acked, " after the stalled lake").await;
 }
 
