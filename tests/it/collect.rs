@@ -654,20 +654,30 @@ pub(crate) fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Waits (at most `within`) until `processed.events` holds at least `n`
-/// distinct events: the sink has committed everything acknowledged.
+/// Waits until `processed.events` holds at least `n` distinct events (the
+/// sink has committed everything acknowledged); fails once the count has
+/// not grown for `within`, saying how many are there, so a slow catch-up
+/// after a long run is told apart from a loss.
 async fn wait_for_events(e: &QueryEngine, n: usize, within: Duration, what: &str) {
-    let t0 = Instant::now();
+    let (mut last, mut since) = (0, Instant::now());
     loop {
         let rows = query(
             e,
             "SELECT count(DISTINCT event_id) AS n FROM processed.events",
         )
         .await;
-        if cell(&rows, 0, "n").parse::<usize>().unwrap() >= n {
+        let have = cell(&rows, 0, "n").parse::<usize>().unwrap();
+        if have >= n {
             return;
         }
-        assert!(t0.elapsed() < within, "acknowledged events missing {what}");
+        if have > last {
+            (last, since) = (have, Instant::now());
+        }
+        assert!(
+            since.elapsed() < within,
+            "acknowledged events missing {what}: {have} of {n} in processed.events, \
+             no progress for {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
