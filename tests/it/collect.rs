@@ -642,6 +642,9 @@ fn shoplake_serve(data: &Path, addr: SocketAddr) -> Child {
             &format!("web={KEY}"),
         ])
         .env("SHOPLAKE_SERVER__COMMIT_INTERVAL_MS", "300")
+        // the sink's upkeep a second after start: kills land in compactions too
+        .env("SHOPLAKE_LAKE__STREAM_UPKEEP_SECS", "1")
+        .env("SHOPLAKE_LAKE__COMPACT_AFTER_FILES", "4")
         .env("CI", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -845,7 +848,8 @@ async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing(
         child.wait().unwrap();
     }
     // a last life: the clients' pending batches get through, then they stop
-    let mut child = shoplake_serve(dir.path(), addr);
+    // (killed on the way out if a check fails)
+    let mut child = Reaped(shoplake_serve(dir.path(), addr));
     wait_ready(addr, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -875,8 +879,8 @@ async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing(
         "after the crash loop",
     )
     .await;
-    unsafe_sigterm(&child);
-    let status = child.wait().unwrap();
+    unsafe_sigterm(&child.0);
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
 
     let context = format!(" (CRASH_SEED={seed})");
@@ -1474,6 +1478,84 @@ async fn queries_during_commits_and_compactions_never_see_a_row_twice() {
     wait_for_events(&e, acked.len(), Duration::from_secs(30), "after the race").await;
     srv.stop().await;
     assert_acknowledged_once(&e, &acked, " after commits, compactions and a pipeline run").await;
+}
+
+/// The sink's upkeep (`lake.stream_upkeep_secs`): under a steady load of
+/// many small commits the tables the sink writes keep few data files (each
+/// commit adds one), the sink never fails a commit beside the compactions,
+/// and every acknowledged event is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_tables_stay_compact_under_many_commits() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = test_config();
+    cfg.server.commit_interval_ms = 50;
+    cfg.server.metrics_public = true;
+    cfg.lake.stream_upkeep_secs = 1;
+    cfg.lake.compact_after_files = 4;
+    let srv = Server::start(dir.path(), cfg).await;
+    let addr = srv.addr;
+    let json = [("Content-Type", "application/json")];
+    let mut acked = Vec::new();
+    let lake = Lake::open(dir.path(), &Default::default()).unwrap();
+    let t = &shoplake_core::schema::EVENTS;
+    let version = async || {
+        lake.load(t)
+            .await
+            .unwrap()
+            .and_then(|t| t.version())
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    let mut n = 0;
+    // until the sink has made 100 commits (a slow machine takes longer)
+    while version().await < 100 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the sink made only {} commits in 120 s",
+            version().await
+        );
+        let ids: Vec<String> = (0..20).map(|i| format!("up{n}-{i}")).collect();
+        n += 1;
+        let items: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{}"}}"#, n % 5))
+            .collect();
+        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+        let r = http(addr, "POST", "/v1/batch", &json, body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        acked.extend(ids);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e = srv.engine();
+    wait_for_events(&e, acked.len(), Duration::from_secs(30), "under upkeep").await;
+    let commits = version().await;
+    let files = lake.data_files(t).await.unwrap();
+    let m = http(addr, "GET", "/metrics", &[], b"").unwrap().text();
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    eprintln!(
+        "{} events, {commits} commits to processed.events, {files} data files, {} files compacted",
+        acked.len(),
+        value("shoplake_sink_files_compacted_total")
+    );
+    // one upkeep round a second, a commit every 50 ms: about 20 new files
+    // between rounds, against one per commit without the upkeep
+    assert!(
+        files <= 40,
+        "{files} data files after {commits} commits: the upkeep did not keep up"
+    );
+    assert!(value("shoplake_sink_files_compacted_total") > 0.0);
+    assert_eq!(value("shoplake_sink_upkeep_errors_total"), 0.0);
+    assert_eq!(
+        value("shoplake_sink_errors_total"),
+        0.0,
+        "a sink commit failed beside the compactions"
+    );
+    srv.stop().await;
+    assert_acknowledged_once(&e, &acked, " under upkeep").await;
 }
 
 /// SIGTERM through the `kill` command (the crate forbids unsafe code).

@@ -195,6 +195,14 @@ pub struct LakeConfig {
     /// Raw-zone partitions (batch files) older than this many days are
     /// deleted by maintenance, their processed rows kept; 0: keep forever.
     pub raw_retention_days: u32,
+    /// How often `shoplake serve` tidies the tables its sink commits to
+    /// (`raw.events`, `processed.events`, `quarantine.events`): compacts
+    /// their small files and trims their log. Seconds; 0: never.
+    pub stream_upkeep_secs: u64,
+    /// Log entries of those tables older than this (minutes) are removed by
+    /// that upkeep once a checkpoint covers them: the sink commits every
+    /// second, and time travel on them reaches back this far.
+    pub stream_log_retain_minutes: u64,
 }
 
 impl Default for LakeConfig {
@@ -208,6 +216,8 @@ impl Default for LakeConfig {
             vacuum_retain_hours: 168,
             log_retain_hours: 168,
             raw_retention_days: 0,
+            stream_upkeep_secs: 60,
+            stream_log_retain_minutes: 60,
         }
     }
 }

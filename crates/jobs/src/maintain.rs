@@ -75,6 +75,10 @@ pub async fn run(lake: &Lake, cfg: &Config, m: &MaintainRun) -> Result<MaintainR
             m.vacuum_retain
                 .unwrap_or(Duration::from_secs(cfg.lake.vacuum_retain_hours * 3600))
         }),
+        // also the files whose tombstones have expired (the sink's tables
+        // keep them an hour, see Lake::tidy_stream_table) and those of
+        // commits that never happened (a crash between writing and committing)
+        vacuum_full: true,
         log_retain: m
             .vacuum
             .then(|| Duration::from_secs(cfg.lake.log_retain_hours * 3600)),

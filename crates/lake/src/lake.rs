@@ -82,6 +82,18 @@ pub struct WriteStats {
     pub rows: u64,
 }
 
+/// The tables a stream writer (the sink of `shoplake serve`) commits to
+/// about once a second; they get [`Lake::tidy_stream_table`].
+pub const STREAM_TABLES: [&Table; 3] = [
+    &shoplake_core::schema::RAW_EVENTS,
+    &shoplake_core::schema::EVENTS,
+    &shoplake_core::schema::Q_EVENTS,
+];
+
+fn is_stream_table(t: &Table) -> bool {
+    STREAM_TABLES.iter().any(|s| s.qualified() == t.qualified())
+}
+
 /// The lake of one data directory.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -296,6 +308,90 @@ impl Lake {
         Ok(metrics.num_files_removed)
     }
 
+    /// Data files `t` holds now (0 if it was never written).
+    pub async fn data_files(&self, t: &Table) -> Result<u64> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(0);
+        };
+        Ok(table
+            .snapshot()
+            .map_err(|e| LakeError::delta(t.qualified(), e))?
+            .log_data()
+            .num_files() as u64)
+    }
+
+    /// Upkeep of a table a stream writer commits to about once a second
+    /// (one of [`STREAM_TABLES`], the sink's). Each commit adds a data file
+    /// (per date) and a log entry, and each compaction leaves tombstones the
+    /// checkpoints carry until they expire; a commit's snapshot, checkpoint
+    /// and log listing cost in proportion to all three, so left alone every
+    /// commit gets slower. This compacts the small files once there are
+    /// more than `lake.compact_after_files`, deletes log entries older than
+    /// `lake.stream_log_retain_minutes` that a checkpoint covers, and with
+    /// `vacuum` deletes the data files no version of that period uses (the
+    /// tombstones expire with it). Safe beside the writer: compaction is one
+    /// commit Delta checks against concurrent appends, and rewrites no row.
+    pub async fn tidy_stream_table(&self, t: &Table, vacuum: bool) -> Result<Maintained> {
+        let retain = self.stream_retention();
+        self.ensure_stream_retention(t).await?;
+        self.maintain(
+            t,
+            &MaintainOptions {
+                compact_above: Some(self.cfg.compact_after_files as u64),
+                vacuum_retain: vacuum.then_some(retain),
+                vacuum_full: true,
+                log_retain: Some(retain),
+                dry_run: false,
+            },
+        )
+        .await
+    }
+
+    /// How far back time travel reaches on [`STREAM_TABLES`].
+    pub fn stream_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cfg.stream_log_retain_minutes.max(1) * 60)
+    }
+
+    /// The `delta.deletedFileRetentionDuration` of a stream table: how long
+    /// checkpoints carry a compacted file's tombstone (a week by Delta's
+    /// default: a week of compactions of per-second commits).
+    fn stream_tombstone_property(&self) -> String {
+        format!(
+            "interval {} minutes",
+            self.cfg.stream_log_retain_minutes.max(1)
+        )
+    }
+
+    /// Sets the tombstone retention of a stream table made before it was
+    /// set at creation (one metadata commit, once; the writer's next commit
+    /// then retries on the new metadata).
+    async fn ensure_stream_retention(&self, t: &Table) -> Result<()> {
+        let Some(table) = self.load(t).await? else {
+            return Ok(());
+        };
+        let err = |e| LakeError::delta(t.qualified(), e);
+        let key = deltalake::TableProperty::DeletedFileRetentionDuration.as_ref();
+        let want = self.stream_tombstone_property();
+        let have = table
+            .snapshot()
+            .map_err(err)?
+            .metadata()
+            .configuration()
+            .get(key)
+            .cloned();
+        if have.as_deref() == Some(want.as_str()) {
+            return Ok(());
+        }
+        table
+            .set_tbl_properties()
+            .with_properties([(key.to_string(), want.clone())].into())
+            .await
+            .map_err(err)?;
+        self.open.lock().expect("unpoisoned").remove(&t.qualified());
+        tracing::info!(table = %t.qualified(), retention = %want, "stream table: tombstone retention set");
+        Ok(())
+    }
+
     /// Delta tables whose stored schema is not the one this build declares
     /// (after an upgrade). Nested field names are ignored.
     pub async fn outdated_tables(&self) -> Result<Vec<&'static Table>> {
@@ -479,6 +575,12 @@ impl Lake {
             .with_save_mode(SaveMode::Ignore);
         if let Some(p) = t.partition {
             create = create.with_partition_columns(vec![p.to_string()]);
+        }
+        if is_stream_table(t) {
+            create = create.with_configuration_property(
+                deltalake::TableProperty::DeletedFileRetentionDuration,
+                Some(self.stream_tombstone_property()),
+            );
         }
         create.await.map_err(|e| LakeError::delta(t.qualified(), e))
     }
@@ -1118,12 +1220,18 @@ impl Appender {
             partition_by: t.partition.map(|p| vec![p.to_string()]),
             predicate: None,
         };
-        let props = CommitProperties::default().with_application_transactions(
-            self.txns
-                .iter()
-                .map(|(app, v)| Transaction::new(app, *v))
-                .collect(),
-        );
+        // not the log cleanup Delta runs after every commit by default: it
+        // lists the whole log each time (a stream writer's log grows by
+        // thousands of entries an hour); the writer's upkeep
+        // ([`Lake::tidy_stream_table`]) and maintenance trim the log instead
+        let props = CommitProperties::default()
+            .with_application_transactions(
+                self.txns
+                    .iter()
+                    .map(|(app, v)| Transaction::new(app, *v))
+                    .collect(),
+            )
+            .with_cleanup_expired_logs(Some(false));
         let snapshot = self.table.snapshot().map_err(err)?;
         let commit = CommitBuilder::from(props)
             .with_actions(actions)
@@ -1201,6 +1309,9 @@ pub struct MaintainOptions {
     pub compact_above: Option<u64>,
     /// Vacuum files no version of this period uses (`None`: no vacuum).
     pub vacuum_retain: Option<std::time::Duration>,
+    /// Vacuum also files the log no longer mentions (their tombstones
+    /// expired), listing the whole table folder; else only tombstoned ones.
+    pub vacuum_full: bool,
     /// Remove log entries older than this, up to the last checkpoint.
     pub log_retain: Option<std::time::Duration>,
     /// Report only.
@@ -1245,6 +1356,11 @@ impl Lake {
                     chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7)),
                 )
                 .with_enforce_retention_duration(false)
+                .with_mode(if opts.vacuum_full {
+                    deltalake::operations::vacuum::VacuumMode::Full
+                } else {
+                    deltalake::operations::vacuum::VacuumMode::Lite
+                })
                 .with_dry_run(opts.dry_run)
                 .await
                 .map_err(err)?;

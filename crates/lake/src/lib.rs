@@ -32,8 +32,8 @@ mod lake;
 
 pub use error::{LakeError, Result};
 pub use lake::{
-    Appender, Erased, Lake, MaintainOptions, Maintained, WriteMode, WriteStats, conform,
-    dates_predicate, is_column_name,
+    Appender, Erased, Lake, MaintainOptions, Maintained, STREAM_TABLES, WriteMode, WriteStats,
+    conform, dates_predicate, is_column_name,
 };
 
 pub use deltalake;

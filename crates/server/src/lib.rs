@@ -220,6 +220,19 @@ pub async fn serve_on(
     let sink_task = sink
         .spawn(stop_rx.clone())
         .map_err(|e| ServerError::Io(format!("starting the sink: {e}")))?;
+    // left to run out at exit: its commits are atomic, like every other
+    let _upkeep = match cfg.lake.stream_upkeep_secs {
+        0 => None,
+        secs => Some(
+            sink::Sink::spawn_upkeep(
+                lake.clone(),
+                metrics.clone(),
+                Duration::from_secs(secs),
+                stop_rx.clone(),
+            )
+            .map_err(|e| ServerError::Io(format!("starting the sink's upkeep: {e}")))?,
+        ),
+    };
 
     let app = Arc::new(App {
         collector,

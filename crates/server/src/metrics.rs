@@ -149,6 +149,10 @@ pub struct Metrics {
     pub sink_errors: AtomicU64,
     /// Age of the oldest event not yet in the lake, µs (0: none waiting).
     pub sink_lag_micros: AtomicU64,
+    /// Small files of the sink's tables compacted away by their upkeep.
+    pub upkeep_compacted: AtomicU64,
+    /// Failed upkeep rounds (each tried again a round later).
+    pub upkeep_errors: AtomicU64,
     /// Report and SQL answers served from the cache.
     pub cache_hits: AtomicU64,
     /// ... and computed (then cached).
@@ -169,6 +173,8 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
             sink_lag_micros: AtomicU64::new(0),
+            upkeep_compacted: AtomicU64::new(0),
+            upkeep_errors: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
         }
@@ -305,6 +311,18 @@ impl Metrics {
                 "counter",
                 "Failed sink commits (each is retried).",
                 self.sink_errors.load(Relaxed) as f64,
+            ),
+            (
+                "shoplake_sink_files_compacted_total",
+                "counter",
+                "Small files of the sink's tables compacted away by their upkeep (lake.stream_upkeep_secs).",
+                self.upkeep_compacted.load(Relaxed) as f64,
+            ),
+            (
+                "shoplake_sink_upkeep_errors_total",
+                "counter",
+                "Failed upkeep rounds of the sink's tables (each tried again a round later).",
+                self.upkeep_errors.load(Relaxed) as f64,
             ),
         ];
         for (name, ty, help, v) in gauges {

@@ -33,7 +33,7 @@ use shoplake_core::Rejection;
 use shoplake_core::event::EventBatchBuilder;
 use shoplake_core::schema::{self, Table};
 use shoplake_lake::quarantine::{QuarantineBuilder, Stage};
-use shoplake_lake::{Appender, Lake};
+use shoplake_lake::{Appender, Lake, STREAM_TABLES};
 use shoplake_log::{EventLog, Offset};
 use tokio::sync::watch;
 
@@ -45,7 +45,7 @@ use crate::record::Record;
 pub const APP_ID: &str = "shoplake-sink";
 
 /// Tables the sink writes, in commit order.
-const TABLES: [&Table; 3] = [&schema::RAW_EVENTS, &schema::EVENTS, &schema::Q_EVENTS];
+const TABLES: [&Table; 3] = STREAM_TABLES;
 
 /// How the sink batches.
 #[derive(Debug, Clone)]
@@ -224,6 +224,53 @@ impl Sink {
                 let _ = tx.send(rt.block_on(self.run(shutdown)));
             })?;
         Ok(rx)
+    }
+
+    /// Tidies the sink's tables every `every` ([`Lake::tidy_stream_table`]:
+    /// compaction and log trimming each round, a vacuum once per
+    /// `lake.stream_log_retain_minutes`; so a commit costs the same after a
+    /// week of them as after the first) on a thread of its own, beside the
+    /// sink. Stops when `shutdown` turns true.
+    pub fn spawn_upkeep(
+        lake: Lake,
+        metrics: Arc<Metrics>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(2)
+            .thread_name("shoplake-upkeep")
+            .enable_all()
+            .build()?;
+        let every = every.max(Duration::from_secs(1));
+        let vacuum_every = (lake.stream_retention().as_secs() / every.as_secs()).max(1);
+        std::thread::Builder::new()
+            .name("shoplake-upkeep".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    for round in 1u64.. {
+                        tokio::select! {
+                            _ = tokio::time::sleep(every) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        let vacuum = round % vacuum_every == 0;
+                        for t in TABLES {
+                            match lake.tidy_stream_table(t, vacuum).await {
+                                Ok(m) => {
+                                    metrics.upkeep_compacted.fetch_add(m.compacted, Relaxed);
+                                }
+                                Err(e) => {
+                                    metrics.upkeep_errors.fetch_add(1, Relaxed);
+                                    tracing::warn!(table = %t.qualified(), error = %e, "upkeep of a sink table failed; trying again next round");
+                                }
+                            }
+                        }
+                    }
+                })
+            })
     }
 
     /// Runs until `shutdown` turns true, then commits what the log holds and
