@@ -629,8 +629,19 @@ async fn write_sessions(
     Ok(n)
 }
 
+/// Events sessionised at a time at most (about 1 GB of memory at the
+/// peak, the events' columns and the sessions built from them): a larger
+/// day is read in buckets of its session keys.
+const SESSION_BUCKET_EVENTS: u64 = 1_000_000;
+
 /// Sessionises days from `processed.events` as stored (days holding events
 /// from the collector, not only from files); returns the sessions.
+///
+/// One day at a time, and a day of more than [`SESSION_BUCKET_EVENTS`] in
+/// buckets by a hash of the session key ([`sessions::GROUP_KEY`]): each
+/// session's events fall in one bucket, so memory stays bounded however
+/// many events a day collected (the day's sessions are still written in
+/// one commit).
 async fn sessions_from_table(
     engine: &QueryEngine,
     lake: &Lake,
@@ -638,19 +649,79 @@ async fn sessions_from_table(
     dates: &[i32],
     threads: usize,
 ) -> Result<u64> {
-    // a week at a time: a rebuild of months of collected days stays in memory
+    let timeout = cfg.pipeline.session_timeout_minutes;
     let mut n = 0;
-    for days in dates.chunks(7) {
-        let sql = format!(
-            "SELECT {} FROM processed.events WHERE {}",
-            sessions::EVENT_COLUMNS,
-            dates_predicate(days)
-        );
-        let evs = engine.run_internal(&sql).await?;
-        let task = derive_sessions(evs, cfg.pipeline.session_timeout_minutes);
-        n += write_sessions(lake, days, task, threads).await?;
+    for &day in dates {
+        let (sessions, activity) =
+            sessionise_day(engine, day, timeout, SESSION_BUCKET_EVENTS).await?;
+        n += sessions.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        lake.replace_dates(&schema::SESSIONS, &[day], sessions, None, threads)
+            .await?;
+        lake.replace_dates(
+            &schema::PRODUCT_ACTIVITY,
+            &[day],
+            activity.into_iter().collect(),
+            None,
+            threads,
+        )
+        .await?;
     }
     Ok(n)
+}
+
+/// The sessions and product activity of `day` from `processed.events`,
+/// reading at most about `bucket_events` events at a time.
+async fn sessionise_day(
+    engine: &QueryEngine,
+    day: i32,
+    timeout: u32,
+    bucket_events: u64,
+) -> Result<(
+    Vec<arrow::array::RecordBatch>,
+    Option<arrow::array::RecordBatch>,
+)> {
+    engine.ctx().register_udf(sessions::key_hash_udf());
+    let where_day = dates_predicate(&[day]);
+    let count = engine
+        .run_internal(&format!(
+            "SELECT count(*) AS n FROM processed.events WHERE {where_day}"
+        ))
+        .await?;
+    let events = count
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+        })
+        .map_or(0, |c| c.value(0).max(0) as u64);
+    let buckets = events.div_ceil(bucket_events.max(1)).max(1);
+    let mut sessions = Vec::new();
+    let mut activity = sessions::ProductCounts::default();
+    for bucket in 0..buckets {
+        let mut sql = format!(
+            "SELECT {} FROM processed.events WHERE {where_day}",
+            sessions::EVENT_COLUMNS
+        );
+        if buckets > 1 {
+            sql.push_str(&format!(
+                " AND shoplake_key_hash({}) % {buckets} = {bucket}",
+                sessions::GROUP_KEY
+            ));
+        }
+        let evs = engine.run_internal(&sql).await?;
+        let (s, evs) = tokio::task::spawn_blocking(move || {
+            sessions::sessionise(&evs, timeout).map(|s| (s, evs))
+        })
+        .await
+        .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
+        sessions.extend(s);
+        activity.add(&evs)?;
+    }
+    if buckets > 1 {
+        tracing::debug!(date = %time::format_date(day), events, buckets, "sessionised in buckets");
+    }
+    Ok((sessions, activity.finish()?))
 }
 
 /// Runs the pipeline once, recording it in the run history
@@ -1583,5 +1654,112 @@ pub fn fmt_secs(s: f64) -> String {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
     } else {
         format!("{s:.2}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, StringArray};
+    use shoplake_core::event::{Event, EventBatchBuilder};
+
+    /// Sessions as comparable rows: id, events, page views, stage.
+    fn rows(batches: &[arrow::array::RecordBatch]) -> Vec<(String, i64, i64, i32)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let b = arrow::compute::concat_batches(&b.schema(), [b]).unwrap();
+            let col = |n: &str| b.column_by_name(n).unwrap().clone();
+            let ids = arrow::compute::cast(&col("session_id"), &arrow::datatypes::DataType::Utf8)
+                .unwrap();
+            let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+            let events = col("events");
+            let events = events.as_any().downcast_ref::<Int64Array>().unwrap();
+            let pv = col("page_views");
+            let pv = pv.as_any().downcast_ref::<Int64Array>().unwrap();
+            let stage = col("funnel_stage");
+            let stage = stage
+                .as_any()
+                .downcast_ref::<arrow::array::Int32Array>()
+                .unwrap();
+            for i in 0..b.num_rows() {
+                out.push((
+                    ids.value(i).to_string(),
+                    events.value(i),
+                    pv.value(i),
+                    stage.value(i),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_day_sessionised_in_buckets_gives_the_sessions_of_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path(), &Default::default()).unwrap();
+        let day0 = 1_736_899_200_000_000i64; // 2025-01-15T00:00:00Z
+        let types = ["page_view", "product_view", "add_to_cart", "purchase"];
+        let mut b = EventBatchBuilder::new(4_000);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..3_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // a third with a client session id, the rest cut by inactivity
+            let device = x % 97;
+            let session = x.is_multiple_of(3).then(|| format!("S{}", x % 211));
+            b.push(&Event {
+                event_id: format!("e{i}").into(),
+                event_type: types[(x >> 8) as usize % 4],
+                event_name: "x".into(),
+                event_ts: day0 + ((x >> 16) % 86_000) as i64 * 1_000_000,
+                received_at: day0,
+                anonymous_id: Some(format!("A{device}").into()),
+                session_id: session.map(Into::into),
+                page_path: Some("/p".into()),
+                product_id: Some(format!("P{}", x % 13).into()),
+                device_type: "mobile",
+                source: "t".into(),
+                protocol: "segment",
+                ..Default::default()
+            });
+        }
+        lake.write(
+            &schema::EVENTS,
+            vec![b.finish().unwrap()],
+            WriteMode::Append,
+        )
+        .await
+        .unwrap();
+        let engine = QueryEngine::new(&lake, &Default::default()).unwrap();
+        let day = (day0 / 86_400_000_000) as i32;
+        let (whole, act_whole) = sessionise_day(&engine, day, 30, 1_000_000).await.unwrap();
+        let (parts, act_parts) = sessionise_day(&engine, day, 30, 250).await.unwrap();
+        assert!(parts.len() >= 10, "12 buckets, some may be empty");
+        let whole = rows(&whole);
+        assert!(whole.len() > 300, "{} sessions", whole.len());
+        assert_eq!(rows(&parts), whole);
+        assert_eq!(
+            rows(&parts).iter().map(|r| r.1).sum::<i64>(),
+            3_000,
+            "every event in one session"
+        );
+        let sorted = |b: Option<arrow::array::RecordBatch>| {
+            let b = b.unwrap();
+            let mut v: Vec<String> = (0..b.num_rows())
+                .map(|i| {
+                    (0..b.num_columns())
+                        .map(|c| {
+                            arrow::util::display::array_value_to_string(b.column(c), i).unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(act_parts), sorted(act_whole));
     }
 }

@@ -25,52 +25,119 @@ pub const EVENT_COLUMNS: &str = "session_id, anonymous_id, user_id, event_id, ev
 /// Builds `processed.product_activity` rows (per day and product) from the
 /// events of whole days.
 pub fn product_activity(events: &[RecordBatch]) -> Result<Option<RecordBatch>> {
-    let events: Vec<RecordBatch> = events.iter().map(plain_strings).collect::<Result<_>>()?;
-    let mut counts: HashMap<(i32, &str), [i64; 4]> = HashMap::new();
-    for b in &events {
-        let product: &StringArray = col(b, "product_id")?;
-        let event_type: &StringArray = col(b, "event_type")?;
-        let date: &Date32Array = col(b, "date")?;
-        for r in 0..b.num_rows() {
-            let Some(p) = opt(product, r) else { continue };
-            let c = counts.entry((date.value(r), p)).or_default();
-            match event_type.value(r) {
-                "product_view" => c[0] += 1,
-                "add_to_cart" => c[1] += 1,
-                "remove_from_cart" => c[2] += 1,
-                _ => {}
+    let mut counts = ProductCounts::default();
+    counts.add(events)?;
+    counts.finish()
+}
+
+/// Product activity counted over several sets of events (the buckets of a
+/// day sessionised a piece at a time), per day and product.
+#[derive(Debug, Default)]
+pub struct ProductCounts {
+    counts: HashMap<(i32, String), [i64; 4]>,
+}
+
+impl ProductCounts {
+    /// Counts `events` in.
+    pub fn add(&mut self, events: &[RecordBatch]) -> Result<()> {
+        let events: Vec<RecordBatch> = events.iter().map(plain_strings).collect::<Result<_>>()?;
+        let mut counts: HashMap<(i32, &str), [i64; 4]> = HashMap::new();
+        for b in &events {
+            let product: &StringArray = col(b, "product_id")?;
+            let event_type: &StringArray = col(b, "event_type")?;
+            let date: &Date32Array = col(b, "date")?;
+            for r in 0..b.num_rows() {
+                let Some(p) = opt(product, r) else { continue };
+                let c = counts.entry((date.value(r), p)).or_default();
+                match event_type.value(r) {
+                    "product_view" => c[0] += 1,
+                    "add_to_cart" => c[1] += 1,
+                    "remove_from_cart" => c[2] += 1,
+                    _ => {}
+                }
+                c[3] += 1;
             }
-            c[3] += 1;
         }
-    }
-    if counts.is_empty() {
-        return Ok(None);
-    }
-    let mut rows: Vec<_> = counts.into_iter().collect();
-    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut product = StringBuilder::new();
-    let mut cols: [Int64Builder; 4] = Default::default();
-    let mut date = Date32Builder::new();
-    for ((d, p), c) in &rows {
-        product.append_value(p);
-        for (b, v) in cols.iter_mut().zip(c) {
-            b.append_value(*v);
+        for ((d, p), c) in counts {
+            let total = self.counts.entry((d, p.to_string())).or_default();
+            for (t, v) in total.iter_mut().zip(c) {
+                *t += v;
+            }
         }
-        date.append_value(*d);
+        Ok(())
     }
-    let [mut views, mut carts, mut removals, mut all] = cols;
-    let arrays: Vec<ArrayRef> = vec![
-        Arc::new(product.finish()),
-        Arc::new(views.finish()),
-        Arc::new(carts.finish()),
-        Arc::new(removals.finish()),
-        Arc::new(all.finish()),
-        Arc::new(date.finish()),
-    ];
-    Ok(Some(RecordBatch::try_new(
-        schema::PRODUCT_ACTIVITY.schema(),
-        arrays,
-    )?))
+
+    /// The `processed.product_activity` rows; `None` if no event named a
+    /// product.
+    pub fn finish(self) -> Result<Option<RecordBatch>> {
+        if self.counts.is_empty() {
+            return Ok(None);
+        }
+        let mut rows: Vec<_> = self.counts.into_iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut product = StringBuilder::new();
+        let mut cols: [Int64Builder; 4] = Default::default();
+        let mut date = Date32Builder::new();
+        for ((d, p), c) in &rows {
+            product.append_value(p);
+            for (b, v) in cols.iter_mut().zip(c) {
+                b.append_value(*v);
+            }
+            date.append_value(*d);
+        }
+        let [mut views, mut carts, mut removals, mut all] = cols;
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(product.finish()),
+            Arc::new(views.finish()),
+            Arc::new(carts.finish()),
+            Arc::new(removals.finish()),
+            Arc::new(all.finish()),
+            Arc::new(date.finish()),
+        ];
+        Ok(Some(RecordBatch::try_new(
+            schema::PRODUCT_ACTIVITY.schema(),
+            arrays,
+        )?))
+    }
+}
+
+/// The SQL expression of the key [`sessionise`] groups an event by (with
+/// the date): its session id, else its device's. Events of one group
+/// always share it, so splitting a day's events by a hash of it
+/// ([`key_hash_udf`]) splits no session.
+pub const GROUP_KEY: &str = "coalesce(session_id, anonymous_id, user_id, event_id)";
+
+/// `shoplake_key_hash(text) -> bigint`: a non-negative 63-bit hash of a
+/// string (NULL for NULL), for splitting a day's events into buckets that
+/// each fit in memory.
+pub fn key_hash_udf() -> datafusion::logical_expr::ScalarUDF {
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+    fn hash(s: &str) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        s.hash(&mut h);
+        (h.finish() >> 1) as i64
+    }
+    create_udf(
+        "shoplake_key_hash",
+        vec![DataType::Utf8View],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| match &args[0] {
+            ColumnarValue::Scalar(ScalarValue::Utf8View(v)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Int64(v.as_deref().map(hash)),
+            )),
+            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::Int64(None))),
+            ColumnarValue::Array(a) => {
+                let keys = a.as_string_view();
+                let hashes: Int64Array = keys.iter().map(|k| k.map(hash)).collect();
+                Ok(ColumnarValue::Array(Arc::new(hashes)))
+            }
+        }),
+    )
 }
 
 struct Cols<'a> {
