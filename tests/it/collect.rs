@@ -652,6 +652,33 @@ fn shoplake_serve(data: &Path, addr: SocketAddr) -> Child {
         .expect("start shoplake serve")
 }
 
+/// A Segment batch of `n` track events named `event` with ids
+/// `{prefix}-0` … `{prefix}-{n-1}`, from `anonymous_id`, each with
+/// `properties` (a JSON object; none when empty): the ids and the body.
+fn track_batch(
+    prefix: &str,
+    n: usize,
+    event: &str,
+    anonymous_id: &str,
+    properties: &str,
+) -> (Vec<String>, String) {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let properties = match properties {
+        "" => String::new(),
+        p => format!(r#","properties":{p}"#),
+    };
+    let items: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            format!(
+                r#"{{"type":"track","event":"{event}","messageId":"{id}","anonymousId":"{anonymous_id}"{properties}}}"#
+            )
+        })
+        .collect();
+    let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+    (ids, body)
+}
+
 pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -734,14 +761,21 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_acknowledged() {
             let mut acked = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let ids: Vec<String> = (0..50).map(|i| format!("k{c}-{n}-{i}")).collect();
+                let (ids, body) = track_batch(
+                    &format!("k{c}-{n}"),
+                    50,
+                    "Product Viewed",
+                    &format!("a{c}"),
+                    r#"{"product_id":"P1"}"#,
+                );
                 n += 1;
-                let items: Vec<String> = ids
-                    .iter()
-                    .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{c}","properties":{{"product_id":"P1"}}}}"#))
-                    .collect();
-                let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
-                match http(addr, "POST", "/v1/batch", &[("Content-Type", "application/json")], body.as_bytes()) {
+                match http(
+                    addr,
+                    "POST",
+                    "/v1/batch",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                ) {
                     Ok(r) if r.status == 200 => acked.extend(ids),
                     _ => {}
                 }
@@ -817,16 +851,22 @@ async fn crash_loop_of_kill_9s_under_retrying_load_loses_and_duplicates_nothing(
             let mut pending: Option<(Vec<String>, String)> = None;
             while !stop.load(Ordering::Relaxed) {
                 let (ids, body) = pending.get_or_insert_with(|| {
-                    let ids: Vec<String> = (0..50).map(|i| format!("c{c}-{n}-{i}")).collect();
-                    let items: Vec<String> = ids
-                        .iter()
-                        .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{c}","properties":{{"product_id":"P{n}"}}}}"#))
-                        .collect();
-                    let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
-                    (ids, body)
+                    track_batch(
+                        &format!("c{c}-{n}"),
+                        50,
+                        "Product Viewed",
+                        &format!("a{c}"),
+                        &format!(r#"{{"product_id":"P{n}"}}"#),
+                    )
                 });
                 attempts += 1;
-                match http(addr, "POST", "/v1/batch", &[("Content-Type", "application/json")], body.as_bytes()) {
+                match http(
+                    addr,
+                    "POST",
+                    "/v1/batch",
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                ) {
                     Ok(r) if r.status == 200 => {
                         acked.append(ids);
                         pending = None;
@@ -1135,13 +1175,14 @@ async fn a_full_disk_gets_503_and_recovers_without_a_restart() {
             t0.elapsed() < Duration::from_secs(120),
             "the disk never filled"
         );
-        let ids: Vec<String> = (0..50).map(|i| format!("f{n}-{i}")).collect();
+        let (ids, body) = track_batch(
+            &format!("f{n}"),
+            50,
+            "x",
+            "a",
+            &format!(r#"{{"pad":"{pad}"}}"#),
+        );
         n += 1;
-        let items: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a","properties":{{"pad":"{pad}"}}}}"#))
-            .collect();
-        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
         let r =
             http(addr, "POST", "/v1/batch", &json, body.as_bytes()).expect("the server answers");
         match r.status {
@@ -1181,14 +1222,7 @@ async fn a_full_disk_gets_503_and_recovers_without_a_restart() {
         std::thread::sleep(Duration::from_millis(100));
     }
     for k in 0..20 {
-        let ids: Vec<String> = (0..50).map(|i| format!("after{k}-{i}")).collect();
-        let items: Vec<String> = ids
-            .iter()
-            .map(|id| {
-                format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a"}}"#)
-            })
-            .collect();
-        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+        let (ids, body) = track_batch(&format!("after{k}"), 50, "x", "a", "");
         let r = http(addr, "POST", "/v1/batch", &json, body.as_bytes()).unwrap();
         assert_eq!(r.status, 200, "after space came back: {}", r.text());
         acked.extend(ids);
@@ -1250,13 +1284,14 @@ async fn a_read_only_lake_backs_up_into_the_log_with_flat_memory() {
     let pad = "p".repeat(400);
     let mut n = 0;
     let mut send = |acked: &mut Vec<String>| {
-        let ids: Vec<String> = (0..50).map(|i| format!("ro{n}-{i}")).collect();
+        let (ids, body) = track_batch(
+            &format!("ro{n}"),
+            50,
+            "x",
+            "a",
+            &format!(r#"{{"pad":"{pad}"}}"#),
+        );
         n += 1;
-        let items: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"type":"track","event":"x","messageId":"{id}","anonymousId":"a","properties":{{"pad":"{pad}"}}}}"#))
-            .collect();
-        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
         let r =
             http(addr, "POST", "/v1/batch", &json, body.as_bytes()).expect("the server answers");
         match r.status {
@@ -1395,18 +1430,14 @@ async fn queries_during_commits_and_compactions_never_see_a_row_twice() {
             let mut acked = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let ids: Vec<String> = (0..50).map(|i| format!("cc{n}-{i}")).collect();
                 n += 1;
-                let items: Vec<String> = ids
-                    .iter()
-                    .map(|id| {
-                        format!(
-                            r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{}","properties":{{"product_id":"P1"}}}}"#,
-                            n % 7
-                        )
-                    })
-                    .collect();
-                let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
+                let (ids, body) = track_batch(
+                    &format!("cc{n}"),
+                    50,
+                    "Product Viewed",
+                    &format!("a{}", n % 7),
+                    r#"{"product_id":"P1"}"#,
+                );
                 let r = http(addr, "POST", "/v1/batch", &json, body.as_bytes()).unwrap();
                 assert_eq!(r.status, 200, "{}", r.text());
                 acked.extend(ids);
@@ -1514,13 +1545,14 @@ async fn the_sink_tables_stay_compact_under_many_commits() {
             "the sink made only {} commits in 120 s",
             version().await
         );
-        let ids: Vec<String> = (0..20).map(|i| format!("up{n}-{i}")).collect();
+        let (ids, body) = track_batch(
+            &format!("up{n}"),
+            20,
+            "Product Viewed",
+            &format!("a{}", n % 5),
+            "",
+        );
         n += 1;
-        let items: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"type":"track","event":"Product Viewed","messageId":"{id}","anonymousId":"a{}"}}"#, n % 5))
-            .collect();
-        let body = format!(r#"{{"writeKey":"{KEY}","batch":[{}]}}"#, items.join(","));
         let r = http(addr, "POST", "/v1/batch", &json, body.as_bytes()).unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         acked.extend(ids);
