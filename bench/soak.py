@@ -115,6 +115,8 @@ def main():
         while metric(addr, "shoplake_sink_lag_records") > 0 and time.time() - t_drain < 120:
             time.sleep(1)
         committed = metric(addr, "shoplake_sink_events_committed_total")
+        compacted = metric(addr, "shoplake_sink_files_compacted_total")
+        peak_kib = status_kib(srv.pid, "VmHWM")
     finally:
         stop(srv, 300)
     count = subprocess.run([a.bin, "--data", data, "-q", "sql", "--format", "csv",
@@ -129,7 +131,7 @@ def main():
     refused = sum(w["requests_refused"] for w in windows)
     p99 = max(w["latency_ms"]["p99"] for w in windows)
     res = {"rate": rate, "maximum": maximum, "minutes": a.minutes, "windows": windows, "samples": samples,
-           "acked": acked, "committed_by_sink": committed, "in_lake": in_lake, "cpu": cpu_model(), "cores": os.cpu_count(),
+           "acked": acked, "committed_by_sink": committed, "files_compacted": compacted, "peak_rss_kib": peak_kib, "in_lake": in_lake, "cpu": cpu_model(), "cores": os.cpu_count(),
            "commit": commit, "date": time.strftime("%Y-%m-%d")}
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     json.dump(res, open(os.path.join(ROOT, "bench", "out", "soak.json"), "w"), indent=1)
@@ -149,7 +151,9 @@ def main():
          f"| worst window's p99 request latency | {p99:.1f} ms |",
          f"| in `processed.events` at the end | {in_lake:,} |",
          f"| RSS in the first 5 minutes | {min(first5 or [0]):,.0f}–{max(first5 or [0]):,.0f} MiB |",
-         f"| RSS after 5 minutes | {min(rss):,.0f}–{max(rss):,.0f} MiB (first {rss[0]:,.0f}, last {rss[-1]:,.0f}) |", "",
+         f"| RSS after 5 minutes | {min(rss):,.0f}–{max(rss):,.0f} MiB (first {rss[0]:,.0f}, last {rss[-1]:,.0f}) |",
+         f"| peak resident memory (VmHWM, scheduled pipeline runs included) | {peak_kib / 1024:,.0f} MiB |",
+         f"| small files of the sink's tables compacted by their upkeep | {compacted:,.0f} |", "",
          "| minute | events/s | p99 ms | refused | RSS MiB | event log MiB |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     step = max(1, len(windows) // 12)
     for w in windows[step - 1::step]:
