@@ -100,12 +100,16 @@ fn init_logging(cli: &Cli, config: &Config) {
         (false, 1) => "debug".to_string(),
         (false, _) => "trace".to_string(),
     };
-    // delta-rs and DataFusion are chatty at info; keep them at warn unless asked.
+    // delta-rs and DataFusion are chatty at info; keep them at warn unless
+    // asked. delta-rs warns of every commit that had to check a concurrent
+    // one (routine beside the sink's upkeep: a compaction spans several sink
+    // commits); a real conflict comes back to shoplake as an error and is
+    // logged there.
     let filter = if level.contains('=') {
         level
     } else {
         format!(
-            "warn,shoplake={level},shoplake_core={level},shoplake_lake={level},shoplake_query={level},shoplake_jobs={level},shoplake_server={level},shoplake_log={level},shoplake_collect={level}"
+            "warn,deltalake_core::kernel::transaction=error,shoplake={level},shoplake_core={level},shoplake_lake={level},shoplake_query={level},shoplake_jobs={level},shoplake_server={level},shoplake_log={level},shoplake_collect={level}"
         )
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
