@@ -248,6 +248,10 @@ impl Default for ImportConfig {
 pub struct PipelineConfig {
     /// Inactivity that ends a session for events without a session id.
     pub session_timeout_minutes: u32,
+    /// Memory the pipeline's scans of whole days (sessionising collected
+    /// events, the data-quality checks) may use before their sorts and
+    /// aggregates spill to temporary files, in MiB.
+    pub memory_limit_mb: usize,
     /// Worker threads for parsing and writing (0: one per core).
     pub threads: usize,
     /// When `shoplake serve` runs the pipeline: a cron schedule in UTC
@@ -269,6 +273,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             session_timeout_minutes: 30,
+            memory_limit_mb: 1024,
             threads: 0,
             schedule: "@hourly".into(),
             watch_secs: 30,
@@ -951,6 +956,11 @@ impl Config {
         if self.pipeline.session_timeout_minutes == 0 {
             return Err(Error::Config(
                 "pipeline.session_timeout_minutes: must be > 0".into(),
+            ));
+        }
+        if self.pipeline.memory_limit_mb == 0 {
+            return Err(Error::Config(
+                "pipeline.memory_limit_mb: must be > 0".into(),
             ));
         }
         if self.ml.churn_days == 0 || self.ml.ltv_days == 0 || self.ml.recommendations == 0 {

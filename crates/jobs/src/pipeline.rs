@@ -575,7 +575,7 @@ async fn clickstream_group(
     .await?;
     match in_memory {
         Some(task) => write_sessions(lake, &dates, task, threads).await,
-        None => sessions_from_table(engine, lake, cfg, &dates, threads).await,
+        None => Ok(sessions_from_table(lake, cfg, &dates, threads).await?.0),
     }
 }
 
@@ -629,31 +629,31 @@ async fn write_sessions(
     Ok(n)
 }
 
-/// Events sessionised at a time at most (about 1 GB of memory at the
-/// peak, the events' columns and the sessions built from them): a larger
-/// day is read in buckets of its session keys.
-const SESSION_BUCKET_EVENTS: u64 = 1_000_000;
-
 /// Sessionises days from `processed.events` as stored (days holding events
-/// from the collector, not only from files); returns the sessions.
+/// from the collector, not only from files); returns the sessions and the
+/// most a day's sort spilled to disk (bytes).
 ///
-/// One day at a time, and a day of more than [`SESSION_BUCKET_EVENTS`] in
-/// buckets by a hash of the session key ([`sessions::GROUP_KEY`]): each
-/// session's events fall in one bucket, so memory stays bounded however
-/// many events a day collected (the day's sessions are still written in
-/// one commit).
+/// One day at a time, its events streamed in session order into a
+/// [`sessions::Sessioniser`]: the sort spills to disk past
+/// `pipeline.memory_limit_mb`, so memory stays bounded however many events a
+/// day collected and however long its sessions are (the day's sessions,
+/// far fewer than its events, are written in one commit).
 async fn sessions_from_table(
-    engine: &QueryEngine,
     lake: &Lake,
     cfg: &Config,
     dates: &[i32],
     threads: usize,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let timeout = cfg.pipeline.session_timeout_minutes;
-    let mut n = 0;
+    let engine = spilling_engine(lake, cfg)?;
+    let (mut n, mut spilled) = (0, 0);
     for &day in dates {
-        let (sessions, activity) =
-            sessionise_day(engine, day, timeout, SESSION_BUCKET_EVENTS).await?;
+        let DaySessions {
+            sessions,
+            activity,
+            spilled_bytes,
+        } = sessionise_day(&engine, day, timeout).await?;
+        spilled = spilled.max(spilled_bytes);
         n += sessions.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         lake.replace_dates(&schema::SESSIONS, &[day], sessions, None, threads)
             .await?;
@@ -666,62 +666,66 @@ async fn sessions_from_table(
         )
         .await?;
     }
-    Ok(n)
+    Ok((n, spilled))
+}
+
+/// An engine for the pipeline's scans of whole days: its sorts and
+/// aggregates spill to disk past `pipeline.memory_limit_mb` (or the query
+/// limit, if lower), so a day of any size fits.
+fn spilling_engine(lake: &Lake, cfg: &Config) -> Result<QueryEngine> {
+    let limit = match cfg.query.memory_limit_mb {
+        0 => cfg.pipeline.memory_limit_mb,
+        q => q.min(cfg.pipeline.memory_limit_mb),
+    };
+    Ok(QueryEngine::spilling(lake, &cfg.query, limit)?)
+}
+
+/// A day's sessions and product activity, and the most its sort spilled.
+struct DaySessions {
+    sessions: Vec<arrow::array::RecordBatch>,
+    activity: Option<arrow::array::RecordBatch>,
+    spilled_bytes: u64,
 }
 
 /// The sessions and product activity of `day` from `processed.events`,
-/// reading at most about `bucket_events` events at a time.
-async fn sessionise_day(
-    engine: &QueryEngine,
-    day: i32,
-    timeout: u32,
-    bucket_events: u64,
-) -> Result<(
-    Vec<arrow::array::RecordBatch>,
-    Option<arrow::array::RecordBatch>,
-)> {
-    engine.ctx().register_udf(sessions::key_hash_udf());
-    let where_day = dates_predicate(&[day]);
-    let count = engine
-        .run_internal(&format!(
-            "SELECT count(*) AS n FROM processed.events WHERE {where_day}"
-        ))
-        .await?;
-    let events = count
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-        })
-        .map_or(0, |c| c.value(0).max(0) as u64);
-    let buckets = events.div_ceil(bucket_events.max(1)).max(1);
-    let mut sessions = Vec::new();
+/// read in session order a batch at a time.
+async fn sessionise_day(engine: &QueryEngine, day: i32, timeout: u32) -> Result<DaySessions> {
+    use futures::StreamExt;
+    let sql = format!(
+        "SELECT {} FROM processed.events WHERE {} ORDER BY {}",
+        sessions::EVENT_COLUMNS,
+        dates_predicate(&[day]),
+        sessions::SESSION_ORDER
+    );
+    let mut events = engine.stream_internal(&sql).await?;
+    let mut folder = sessions::Sessioniser::new(timeout);
     let mut activity = sessions::ProductCounts::default();
-    for bucket in 0..buckets {
-        let mut sql = format!(
-            "SELECT {} FROM processed.events WHERE {where_day}",
-            sessions::EVENT_COLUMNS
-        );
-        if buckets > 1 {
-            sql.push_str(&format!(
-                " AND shoplake_key_hash({}) % {buckets} = {bucket}",
-                sessions::GROUP_KEY
-            ));
+    let mut sessions = Vec::new();
+    let disk = engine.ctx().runtime_env().disk_manager.clone();
+    let (mut spilled_bytes, mut n) = (0, 0u64);
+    while let Some(batch) = events.next().await {
+        let batch = batch?;
+        // the sort's spill files are all there once the first rows come out
+        spilled_bytes = spilled_bytes.max(disk.used_disk_space());
+        n += batch.num_rows() as u64;
+        folder.push_sorted(&batch)?;
+        activity.add(std::slice::from_ref(&batch))?;
+        if folder.ready() >= 65_536 {
+            sessions.extend(folder.take()?);
         }
-        let evs = engine.run_internal(&sql).await?;
-        let (s, evs) = tokio::task::spawn_blocking(move || {
-            sessions::sessionise(&evs, timeout).map(|s| (s, evs))
-        })
-        .await
-        .map_err(|e| JobError::Internal(format!("sessionisation failed: {e}")))??;
-        sessions.extend(s);
-        activity.add(&evs)?;
     }
-    if buckets > 1 {
-        tracing::debug!(date = %time::format_date(day), events, buckets, "sessionised in buckets");
-    }
-    Ok((sessions, activity.finish()?))
+    sessions.extend(folder.finish()?);
+    tracing::debug!(
+        date = %time::format_date(day),
+        events = n,
+        spilled_mb = spilled_bytes >> 20,
+        "sessionised"
+    );
+    Ok(DaySessions {
+        sessions,
+        activity: activity.finish()?,
+        spilled_bytes,
+    })
 }
 
 /// Runs the pipeline once, recording it in the run history
@@ -1158,20 +1162,22 @@ impl<'a, 'r> Steps<'a, 'r> {
             .await?;
         if !collected_only.is_empty() {
             self.step("collected_sessions", async {
-                let n = sessions_from_table(
-                    self.engine,
-                    self.lake,
-                    self.cfg,
-                    collected_only,
-                    self.threads,
-                )
-                .await?;
+                let (n, spilled) =
+                    sessions_from_table(self.lake, self.cfg, collected_only, self.threads).await?;
+                let spilled = if spilled > 0 {
+                    format!(
+                        " (the sort spilled up to {} MiB)",
+                        spilled.div_ceil(1 << 20)
+                    )
+                } else {
+                    String::new()
+                };
                 Ok((
                     0,
                     n,
                     0,
                     format!(
-                        "{} days with collected events, {n} sessions",
+                        "{} days with collected events, {n} sessions{spilled}",
                         collected_only.len()
                     ),
                     (),
@@ -1530,7 +1536,9 @@ async fn run_steps(
             now_micros,
         };
         let mut results = drift_results;
-        results.extend(quality::run_checks(lake, engine, &cfg.quality, &checks, &scope).await?);
+        // the checks scan whole days (a unique key's every value): they spill
+        let spilling = spilling_engine(lake, cfg)?;
+        results.extend(quality::run_checks(lake, &spilling, &cfg.quality, &checks, &scope).await?);
         quality::record(lake, &run_id, now_micros, &results).await?;
         quality::alert(alerter, &run_id, &results).await?;
         let failed: Vec<&quality::CheckResult> = results.iter().filter(|c| c.failed()).collect();
@@ -1695,56 +1703,72 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_day_sessionised_in_buckets_gives_the_sessions_of_one_pass() {
+    async fn a_day_sessionised_through_a_spilling_sort_gives_the_sessions_of_one_pass() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path(), &Default::default()).unwrap();
         let day0 = 1_736_899_200_000_000i64; // 2025-01-15T00:00:00Z
         let types = ["page_view", "product_view", "add_to_cart", "purchase"];
-        let mut b = EventBatchBuilder::new(4_000);
+        let mut batches = Vec::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for i in 0..3_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // a third with a client session id, the rest cut by inactivity
-            let device = x % 97;
-            let session = x.is_multiple_of(3).then(|| format!("S{}", x % 211));
-            b.push(&Event {
-                event_id: format!("e{i}").into(),
-                event_type: types[(x >> 8) as usize % 4],
-                event_name: "x".into(),
-                event_ts: day0 + ((x >> 16) % 86_000) as i64 * 1_000_000,
-                received_at: day0,
-                anonymous_id: Some(format!("A{device}").into()),
-                session_id: session.map(Into::into),
-                page_path: Some("/p".into()),
-                product_id: Some(format!("P{}", x % 13).into()),
-                device_type: "mobile",
-                source: "t".into(),
-                protocol: "segment",
-                ..Default::default()
-            });
+        for part in 0..4u64 {
+            let mut b = EventBatchBuilder::new(50_000);
+            for i in 0..50_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // a third with a client session id (a few of them long), the
+                // rest cut by inactivity
+                let device = x % 4_001;
+                let session = x.is_multiple_of(3).then(|| format!("S{}", x % 211));
+                b.push(&Event {
+                    event_id: format!("e{part}-{i}").into(),
+                    event_type: types[(x >> 8) as usize % 4],
+                    event_name: "x".into(),
+                    event_ts: day0 + ((x >> 16) % 86_000) as i64 * 1_000_000,
+                    received_at: day0,
+                    anonymous_id: Some(format!("A{device}").into()),
+                    user_id: (x % 5 == 1).then(|| format!("U{device}").into()),
+                    session_id: session.map(Into::into),
+                    page_path: Some(format!("/p/{}", x % 17).into()),
+                    utm_source: x.is_multiple_of(7).then(|| "news".into()),
+                    product_id: Some(format!("P{}", x % 13).into()),
+                    device_type: "mobile",
+                    source: "t".into(),
+                    protocol: "segment",
+                    ..Default::default()
+                });
+            }
+            let b = b.finish().unwrap();
+            // each part its own commit, so the sort reads several files
+            lake.write(&schema::EVENTS, vec![b.clone()], WriteMode::Append)
+                .await
+                .unwrap();
+            batches.push(b);
         }
-        lake.write(
-            &schema::EVENTS,
-            vec![b.finish().unwrap()],
-            WriteMode::Append,
-        )
-        .await
-        .unwrap();
-        let engine = QueryEngine::new(&lake, &Default::default()).unwrap();
         let day = (day0 / 86_400_000_000) as i32;
-        let (whole, act_whole) = sessionise_day(&engine, day, 30, 1_000_000).await.unwrap();
-        let (parts, act_parts) = sessionise_day(&engine, day, 30, 250).await.unwrap();
-        assert!(parts.len() >= 10, "12 buckets, some may be empty");
-        let whole = rows(&whole);
-        assert!(whole.len() > 300, "{} sessions", whole.len());
-        assert_eq!(rows(&parts), whole);
+        // a sort allowed 16 MiB for 200,000 events must spill (keeping a
+        // small reserve for its merge)
+        let engine = QueryEngine::spilling(&lake, &Default::default(), 16).unwrap();
+        for set in [
+            "SET datafusion.execution.batch_size = 1024",
+            "SET datafusion.execution.target_partitions = 1",
+            "SET datafusion.execution.sort_spill_reservation_bytes = 1048576",
+        ] {
+            engine.run_internal(set).await.unwrap();
+        }
+        let streamed = sessionise_day(&engine, day, 30).await.unwrap();
+        assert!(streamed.spilled_bytes > 0, "the sort spilled to disk");
+        let whole_batch = sessions::sessionise(&batches, 30).unwrap().unwrap();
+        let whole = rows(std::slice::from_ref(&whole_batch));
+        assert!(whole.len() > 1_000, "{} sessions", whole.len());
+        assert_eq!(rows(&streamed.sessions), whole);
         assert_eq!(
-            rows(&parts).iter().map(|r| r.1).sum::<i64>(),
-            3_000,
+            rows(&streamed.sessions).iter().map(|r| r.1).sum::<i64>(),
+            200_000,
             "every event in one session"
         );
+        let act_whole = sessions::product_activity(&batches).unwrap();
+        let act_parts = streamed.activity;
         let sorted = |b: Option<arrow::array::RecordBatch>| {
             let b = b.unwrap();
             let mut v: Vec<String> = (0..b.num_rows())
@@ -1761,5 +1785,12 @@ mod tests {
             v
         };
         assert_eq!(sorted(act_parts), sorted(act_whole));
+        let streamed =
+            arrow::compute::concat_batches(&whole_batch.schema(), &streamed.sessions).unwrap();
+        assert_eq!(
+            sorted(Some(streamed)),
+            sorted(Some(whole_batch)),
+            "every column of every session"
+        );
     }
 }

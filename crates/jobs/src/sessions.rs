@@ -101,45 +101,6 @@ impl ProductCounts {
     }
 }
 
-/// The SQL expression of the key [`sessionise`] groups an event by (with
-/// the date): its session id, else its device's. Events of one group
-/// always share it, so splitting a day's events by a hash of it
-/// ([`key_hash_udf`]) splits no session.
-pub const GROUP_KEY: &str = "coalesce(session_id, anonymous_id, user_id, event_id)";
-
-/// `shoplake_key_hash(text) -> bigint`: a non-negative 63-bit hash of a
-/// string (NULL for NULL), for splitting a day's events into buckets that
-/// each fit in memory.
-pub fn key_hash_udf() -> datafusion::logical_expr::ScalarUDF {
-    use arrow::array::{AsArray, Int64Array};
-    use arrow::datatypes::DataType;
-    use datafusion::common::ScalarValue;
-    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
-    fn hash(s: &str) -> i64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        s.hash(&mut h);
-        (h.finish() >> 1) as i64
-    }
-    create_udf(
-        "shoplake_key_hash",
-        vec![DataType::Utf8View],
-        DataType::Int64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| match &args[0] {
-            ColumnarValue::Scalar(ScalarValue::Utf8View(v)) => Ok(ColumnarValue::Scalar(
-                ScalarValue::Int64(v.as_deref().map(hash)),
-            )),
-            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::Int64(None))),
-            ColumnarValue::Array(a) => {
-                let keys = a.as_string_view();
-                let hashes: Int64Array = keys.iter().map(|k| k.map(hash)).collect();
-                Ok(ColumnarValue::Array(Arc::new(hashes)))
-            }
-        }),
-    )
-}
-
 struct Cols<'a> {
     session_id: &'a StringArray,
     anonymous_id: &'a StringArray,
@@ -283,21 +244,196 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
         return Ok(None);
     }
     evs.sort_unstable_by(|a, b| (a.group, a.ts, a.eid).cmp(&(b.group, b.ts, b.eid)));
-    let timeout = i64::from(timeout_minutes) * 60 * 1_000_000;
-    let mut out = Builders::default();
-    let mut start = 0;
-    while start < evs.len() {
-        let mut end = start + 1;
-        while end < evs.len()
-            && evs[end].group == evs[start].group
-            && !(evs[end].derived && evs[end].ts - evs[end - 1].ts > timeout)
-        {
-            end += 1;
-        }
-        out.push(&evs[start..end], &cols);
-        start = end;
+    let mut out = Sessioniser::new(timeout_minutes);
+    for e in &evs {
+        out.event(
+            &cols[e.b as usize],
+            e.r as usize,
+            e.date,
+            e.derived,
+            e.key,
+            e.ts,
+        );
     }
-    Ok(Some(out.finish()?))
+    out.finish()
+}
+
+/// Builds sessions from events that arrive in session order (by date,
+/// whether the session is derived, session key, time and event id: what
+/// [`SESSION_ORDER`] sorts by), a batch at a time: memory holds one open
+/// session and the finished ones not yet taken, however long a session or
+/// a day is.
+pub struct Sessioniser {
+    timeout: i64,
+    open: Option<Open>,
+    out: Builders,
+    ready: usize,
+}
+
+/// The `ORDER BY` that hands `processed.events` to a [`Sessioniser`].
+pub const SESSION_ORDER: &str = "date, session_id IS NULL, \
+     coalesce(session_id, anonymous_id, user_id, event_id), event_ts, event_id";
+
+impl Sessioniser {
+    /// A sessioniser cutting sessions without a client id at
+    /// `timeout_minutes` of inactivity.
+    pub fn new(timeout_minutes: u32) -> Sessioniser {
+        Sessioniser {
+            timeout: i64::from(timeout_minutes) * 60 * 1_000_000,
+            open: None,
+            out: Builders::default(),
+            ready: 0,
+        }
+    }
+
+    /// Takes in the next events, which must follow the ones before in
+    /// [`SESSION_ORDER`] (an event out of order starts a session of its own).
+    pub fn push_sorted(&mut self, batch: &RecordBatch) -> Result<()> {
+        let batch = plain_strings(batch)?;
+        let c = Cols::new(&batch)?;
+        for r in 0..c.ts.len() {
+            let (derived, key) = match opt(c.session_id, r) {
+                Some(s) => (false, s),
+                None => (
+                    true,
+                    opt(c.anonymous_id, r)
+                        .or_else(|| opt(c.user_id, r))
+                        .unwrap_or_else(|| c.event_id.value(r)),
+                ),
+            };
+            self.event(&c, r, c.date.value(r), derived, key, c.ts.value(r));
+        }
+        Ok(())
+    }
+
+    /// Sessions finished so far and not yet taken.
+    pub fn ready(&self) -> usize {
+        self.ready
+    }
+
+    /// The sessions finished so far (None if none): the one still open may
+    /// go on in the next events.
+    pub fn take(&mut self) -> Result<Option<RecordBatch>> {
+        if self.ready == 0 {
+            return Ok(None);
+        }
+        self.ready = 0;
+        Ok(Some(self.out.finish()?))
+    }
+
+    /// The sessions not taken yet, the open one included.
+    pub fn finish(mut self) -> Result<Option<RecordBatch>> {
+        if let Some(o) = self.open.take() {
+            self.out.push(&o);
+            self.ready += 1;
+        }
+        self.take()
+    }
+
+    fn event(&mut self, c: &Cols<'_>, r: usize, date: i32, derived: bool, key: &str, ts: i64) {
+        if let Some(o) = &mut self.open
+            && o.date == date
+            && o.derived == derived
+            && o.key == key
+            && !(derived && ts - o.last_ts > self.timeout)
+        {
+            o.add(c, r, ts);
+            return;
+        }
+        let next = Open::start(c, r, date, derived, key, ts);
+        if let Some(o) = self.open.replace(next) {
+            self.out.push(&o);
+            self.ready += 1;
+        }
+    }
+}
+
+/// A session whose last event may not have come yet.
+struct Open {
+    date: i32,
+    derived: bool,
+    key: String,
+    first_ts: i64,
+    last_ts: i64,
+    events: i64,
+    /// page views, product views, add-to-carts, checkouts, purchases
+    counts: [i64; 5],
+    stage: i32,
+    anonymous_id: Option<String>,
+    user_id: Option<String>,
+    device: String,
+    browser: Option<String>,
+    landing: Option<String>,
+    exit: Option<String>,
+    utm_source: Option<String>,
+    utm_medium: Option<String>,
+    utm_campaign: Option<String>,
+    page_url: Option<String>,
+    referrer: Option<String>,
+    country: Option<String>,
+}
+
+fn owned(a: &StringArray, r: usize) -> Option<String> {
+    opt(a, r).map(str::to_string)
+}
+
+impl Open {
+    fn start(c: &Cols<'_>, r: usize, date: i32, derived: bool, key: &str, ts: i64) -> Open {
+        let mut o = Open {
+            date,
+            derived,
+            key: key.to_string(),
+            first_ts: ts,
+            last_ts: ts,
+            events: 0,
+            counts: [0; 5],
+            stage: 0,
+            anonymous_id: owned(c.anonymous_id, r),
+            user_id: None,
+            device: c.device.value(r).to_string(),
+            browser: owned(c.browser, r),
+            landing: owned(c.page, r),
+            exit: None,
+            utm_source: owned(c.utm_source, r),
+            utm_medium: owned(c.utm_medium, r),
+            utm_campaign: owned(c.utm_campaign, r),
+            page_url: owned(c.page_url, r),
+            referrer: owned(c.referrer, r),
+            country: owned(c.country, r),
+        };
+        o.add(c, r, ts);
+        o
+    }
+
+    fn add(&mut self, c: &Cols<'_>, r: usize, ts: i64) {
+        let t = c.event_type.value(r);
+        let slot = match t {
+            "page_view" => Some(0),
+            "product_view" => Some(1),
+            "add_to_cart" => Some(2),
+            "checkout_started" | "checkout_step" => Some(3),
+            "purchase" => Some(4),
+            _ => None,
+        };
+        if let Some(i) = slot {
+            self.counts[i] += 1;
+        }
+        self.stage = self.stage.max(funnel_stage(t));
+        if self.user_id.is_none() {
+            self.user_id = owned(c.user_id, r);
+        }
+        // the exit page is the last event's: keep its buffer
+        match opt(c.page, r) {
+            Some(p) => {
+                let s = self.exit.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(p);
+            }
+            None => self.exit = None,
+        }
+        self.last_ts = ts;
+        self.events += 1;
+    }
 }
 
 /// The host of an absolute URL, lowercase and without `www.` or a port
@@ -349,77 +485,54 @@ struct Builders {
 }
 
 impl Builders {
-    fn push(&mut self, s: &[Ev<'_>], cols: &[Cols<'_>]) {
-        let first = &s[0];
-        let last = &s[s.len() - 1];
-        let fc = &cols[first.b as usize];
-        let fr = first.r as usize;
-        let lc = &cols[last.b as usize];
-        let lr = last.r as usize;
-        let (mut pv, mut prv, mut ac, mut co, mut pu, mut stage) =
-            (0i64, 0i64, 0i64, 0i64, 0i64, 0i32);
-        let mut user = None;
-        for e in s {
-            let c = &cols[e.b as usize];
-            let r = e.r as usize;
-            let t = c.event_type.value(r);
-            match t {
-                "page_view" => pv += 1,
-                "product_view" => prv += 1,
-                "add_to_cart" => ac += 1,
-                "checkout_started" | "checkout_step" => co += 1,
-                "purchase" => pu += 1,
-                _ => {}
-            }
-            stage = stage.max(funnel_stage(t));
-            if user.is_none() {
-                user = opt(c.user_id, r);
-            }
-        }
-        if first.derived {
+    fn push(&mut self, s: &Open) {
+        let [pv, prv, ac, co, pu] = s.counts;
+        if s.derived {
             self.session_id
-                .append_value(format!("{}-{}", first.key, first.ts / 1_000_000));
+                .append_value(format!("{}-{}", s.key, s.first_ts / 1_000_000));
         } else {
-            self.session_id.append_value(first.key);
+            self.session_id.append_value(&s.key);
         }
-        self.anonymous_id.append_option(opt(fc.anonymous_id, fr));
-        self.user_id.append_option(user);
-        self.start.append_value(first.ts);
-        self.end.append_value(last.ts);
-        self.duration.append_value((last.ts - first.ts) / 1_000_000);
-        self.events.append_value(s.len() as i64);
+        self.anonymous_id.append_option(s.anonymous_id.as_deref());
+        self.user_id.append_option(s.user_id.as_deref());
+        self.start.append_value(s.first_ts);
+        self.end.append_value(s.last_ts);
+        self.duration
+            .append_value((s.last_ts - s.first_ts) / 1_000_000);
+        self.events.append_value(s.events);
         self.page_views.append_value(pv);
         self.product_views.append_value(prv);
         self.carts.append_value(ac);
         self.checkouts.append_value(co);
         self.purchases.append_value(pu);
-        self.stage.append_value(stage);
-        self.bounce.append_value(s.len() == 1);
+        self.stage.append_value(s.stage);
+        self.bounce.append_value(s.events == 1);
         self.converted.append_value(pu > 0);
-        self.device.append_value(fc.device.value(fr));
-        self.browser.append_option(opt(fc.browser, fr));
-        self.landing.append_option(opt(fc.page, fr));
-        self.exit.append_option(opt(lc.page, lr));
-        let src = opt(fc.utm_source, fr);
+        self.device.append_value(&s.device);
+        self.browser.append_option(s.browser.as_deref());
+        self.landing.append_option(s.landing.as_deref());
+        self.exit.append_option(s.exit.as_deref());
+        let src = s.utm_source.as_deref();
         self.source.append_value(src.unwrap_or("direct"));
         self.medium
-            .append_value(match (src, opt(fc.utm_medium, fr)) {
+            .append_value(match (src, s.utm_medium.as_deref()) {
                 (_, Some(m)) => m,
                 (Some(_), None) => "unknown",
                 (None, None) => "none",
             });
-        self.campaign.append_option(opt(fc.utm_campaign, fr));
-        let own = opt(fc.page_url, fr).and_then(url_host);
+        self.campaign.append_option(s.utm_campaign.as_deref());
+        let own = s.page_url.as_deref().and_then(url_host);
         self.referrer.append_option(
-            opt(fc.referrer, fr)
+            s.referrer
+                .as_deref()
                 .and_then(url_host)
                 .filter(|h| Some(h) != own.as_ref()),
         );
-        self.country.append_option(opt(fc.country, fr));
-        self.date.append_value(first.date);
+        self.country.append_option(s.country.as_deref());
+        self.date.append_value(s.date);
     }
 
-    fn finish(mut self) -> Result<RecordBatch> {
+    fn finish(&mut self) -> Result<RecordBatch> {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.session_id.finish()),
             Arc::new(self.anonymous_id.finish()),

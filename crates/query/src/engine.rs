@@ -41,6 +41,28 @@ impl std::fmt::Debug for QueryEngine {
 impl QueryEngine {
     /// A session over `lake` with the limits of `cfg`.
     pub fn new(lake: &Lake, cfg: &QueryConfig) -> Result<QueryEngine> {
+        let mut rt = RuntimeEnvBuilder::new();
+        if cfg.memory_limit_mb > 0 {
+            rt = rt.with_memory_limit(cfg.memory_limit_mb << 20, 1.0);
+        }
+        Self::with_runtime(lake, cfg, rt)
+    }
+
+    /// An engine for jobs that scan more than memory holds: its sorts and
+    /// aggregates share `limit_mb` MiB fairly and spill to disk past their
+    /// share (a greedy pool would let one partition's sort take it all and
+    /// leave another none to start with).
+    pub fn spilling(lake: &Lake, cfg: &QueryConfig, limit_mb: usize) -> Result<QueryEngine> {
+        use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit_mb.max(1) << 20),
+            std::num::NonZeroUsize::new(5).expect("5 > 0"),
+        );
+        let rt = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
+        Self::with_runtime(lake, cfg, rt)
+    }
+
+    fn with_runtime(lake: &Lake, cfg: &QueryConfig, rt: RuntimeEnvBuilder) -> Result<QueryEngine> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "curated")
@@ -49,10 +71,6 @@ impl QueryEngine {
             .with_target_partitions(threads);
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
-        let mut rt = RuntimeEnvBuilder::new();
-        if cfg.memory_limit_mb > 0 {
-            rt = rt.with_memory_limit(cfg.memory_limit_mb << 20, 1.0);
-        }
         let runtime = Arc::new(rt.build()?);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let catalog = MemoryCatalogProvider::new();
@@ -137,6 +155,25 @@ impl QueryEngine {
     pub async fn run_internal(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let df = self.ctx.sql(sql).await.map_err(|e| explain_error(e, sql))?;
         df.collect().await.map_err(|e| explain_error(e, sql))
+    }
+
+    /// [`QueryEngine::run_internal`] handing the rows over as they come,
+    /// so a job can fold a result larger than memory (a sort past the
+    /// memory limit spills to disk).
+    pub async fn stream_internal(
+        &self,
+        sql: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
+        use futures::StreamExt;
+        let df = self.ctx.sql(sql).await.map_err(|e| explain_error(e, sql))?;
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| explain_error(e, sql))?;
+        let sql = sql.to_string();
+        Ok(stream
+            .map(move |b| b.map_err(|e| explain_error(e, &sql)))
+            .boxed())
     }
 }
 
