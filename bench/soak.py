@@ -55,6 +55,20 @@ def svg(samples, windows, path):
                           f'<rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>\n')
 
 
+def run_line(r):
+    """One pipeline run in a table cell: status, wall time, its slowest step."""
+    out = f"{r.get('started_at', '')[11:19]} UTC {r.get('status')}"
+    if r.get("seconds") is not None:
+        out += f" in {r['seconds']:,.0f} s"
+    steps = [st for st in (r.get("steps") or []) if isinstance(st, dict) and st.get("seconds") is not None]
+    if steps:
+        slow = max(steps, key=lambda st: st["seconds"])
+        out += f" (slowest step {slow.get('step', slow.get('name', '?'))}: {slow['seconds']:,.0f} s)"
+    if r.get("error"):
+        out += f": {r['error'][:160]}"
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -122,6 +136,13 @@ def main():
     count = subprocess.run([a.bin, "--data", data, "-q", "sql", "--format", "csv",
                             "SELECT count(*) AS n FROM processed.events"], capture_output=True, text=True, check=True)
     in_lake = int(count.stdout.strip().splitlines()[-1])
+    # the pipeline runs the scheduler made during the soak, and their steps
+    runs = json.loads(subprocess.run([a.bin, "--data", data, "-q", "pipeline", "runs", "--format", "json"],
+                                     capture_output=True, text=True, check=True).stdout or "[]")
+    for r in runs:
+        show = subprocess.run([a.bin, "--data", data, "-q", "pipeline", "show", r["run_id"], "--format", "json"],
+                              capture_output=True, text=True)
+        r["steps"] = json.loads(show.stdout).get("steps", []) if show.returncode == 0 and show.stdout.strip() else []
     shutil.rmtree(data, ignore_errors=True)
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -132,7 +153,7 @@ def main():
     p99 = max(w["latency_ms"]["p99"] for w in windows)
     res = {"rate": rate, "maximum": maximum, "minutes": a.minutes, "windows": windows, "samples": samples,
            "acked": acked, "committed_by_sink": committed, "files_compacted": compacted, "peak_rss_kib": peak_kib, "in_lake": in_lake, "cpu": cpu_model(), "cores": os.cpu_count(),
-           "commit": commit, "date": time.strftime("%Y-%m-%d")}
+           "pipeline_runs": runs, "commit": commit, "date": time.strftime("%Y-%m-%d")}
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     json.dump(res, open(os.path.join(ROOT, "bench", "out", "soak.json"), "w"), indent=1)
     svg(samples, windows, os.path.join(ROOT, "docs", "soak.svg"))
@@ -153,7 +174,8 @@ def main():
          f"| RSS in the first 5 minutes | {min(first5 or [0]):,.0f}–{max(first5 or [0]):,.0f} MiB |",
          f"| RSS after 5 minutes | {min(rss):,.0f}–{max(rss):,.0f} MiB (first {rss[0]:,.0f}, last {rss[-1]:,.0f}) |",
          f"| peak resident memory (VmHWM, scheduled pipeline runs included) | {peak_kib / 1024:,.0f} MiB |",
-         f"| small files of the sink's tables compacted by their upkeep | {compacted:,.0f} |", "",
+         f"| small files of the sink's tables compacted by their upkeep | {compacted:,.0f} |",
+         f"| scheduled pipeline runs | {'; '.join(run_line(r) for r in runs) or 'none'} |", "",
          "| minute | events/s | p99 ms | refused | RSS MiB | event log MiB |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     step = max(1, len(windows) // 12)
     for w in windows[step - 1::step]:
@@ -162,7 +184,8 @@ def main():
                  f"{near['rss_kib'] / 1024:,.0f} | {w['wal_bytes'] / 2**20:,.0f} |")
     write_section(MARK, L)
     print(json.dumps({k: v for k, v in res.items() if k not in ("windows", "samples")}, indent=2))
-    return 0 if refused == 0 and in_lake >= acked else 1
+    ok_runs = all(r.get("status") == "succeeded" for r in runs)
+    return 0 if refused == 0 and in_lake >= acked and ok_runs else 1
 
 
 if __name__ == "__main__":
