@@ -656,13 +656,14 @@ impl Order {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_steps_run_side_by_side_and_a_failed_one_stops_only_its_dependants() {
     use shoplake_jobs::pipeline::{Fault, FaultInjector};
-    // transactions_etl is slow: the other ETL steps finish meanwhile
+    // transactions_etl is slow: the other ETL steps finish meanwhile (8 s:
+    // a debug build on a loaded 2-core machine took over 3 s for them)
     let mut fx1 = Fixture::with(&small_config());
     fx1.cfg.pipeline.retry_backoff_ms = 10;
     let opts = PipelineOptions {
         faults: Some(FaultInjector(Arc::new(|step: &str, attempt: u32| {
             (step == "transactions_etl" && attempt == 1)
-                .then_some(Fault::Stall(std::time::Duration::from_secs(3)))
+                .then_some(Fault::Stall(std::time::Duration::from_secs(8)))
         }))),
         ..Default::default()
     };
