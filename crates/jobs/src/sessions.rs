@@ -204,6 +204,21 @@ pub fn funnel_stage(event_type: &str) -> i32 {
     }
 }
 
+/// The session an event belongs to: its client's session id, or else
+/// (derived: cut by inactivity) its visitor, its user, or the event alone.
+/// [`SESSION_ORDER`] sorts by the same key.
+fn session_key<'a>(c: &Cols<'a>, r: usize) -> (bool, &'a str) {
+    match opt(c.session_id, r) {
+        Some(s) => (false, s),
+        None => (
+            true,
+            opt(c.anonymous_id, r)
+                .or_else(|| opt(c.user_id, r))
+                .unwrap_or_else(|| c.event_id.value(r)),
+        ),
+    }
+}
+
 /// Builds `processed.sessions` rows from the events of whole days.
 pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option<RecordBatch>> {
     // DataFusion may hand strings over as Utf8View; the code below reads Utf8.
@@ -216,15 +231,7 @@ pub fn sessionise(events: &[RecordBatch], timeout_minutes: u32) -> Result<Option
     let mut groups: HashMap<(i32, bool, &str), u32> = HashMap::with_capacity(n / 3 + 16);
     for (bi, c) in cols.iter().enumerate() {
         for r in 0..c.ts.len() {
-            let (derived, key) = match opt(c.session_id, r) {
-                Some(s) => (false, s),
-                None => (
-                    true,
-                    opt(c.anonymous_id, r)
-                        .or_else(|| opt(c.user_id, r))
-                        .unwrap_or_else(|| c.event_id.value(r)),
-                ),
-            };
+            let (derived, key) = session_key(c, r);
             let date = c.date.value(r);
             let next = groups.len() as u32;
             let group = *groups.entry((date, derived, key)).or_insert(next);
@@ -292,15 +299,7 @@ impl Sessioniser {
         let batch = plain_strings(batch)?;
         let c = Cols::new(&batch)?;
         for r in 0..c.ts.len() {
-            let (derived, key) = match opt(c.session_id, r) {
-                Some(s) => (false, s),
-                None => (
-                    true,
-                    opt(c.anonymous_id, r)
-                        .or_else(|| opt(c.user_id, r))
-                        .unwrap_or_else(|| c.event_id.value(r)),
-                ),
-            };
+            let (derived, key) = session_key(&c, r);
             self.event(&c, r, c.date.value(r), derived, key, c.ts.value(r));
         }
         Ok(())
