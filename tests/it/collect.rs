@@ -1517,6 +1517,13 @@ async fn queries_during_commits_and_compactions_never_see_a_row_twice() {
 /// and every acknowledged event is there once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_tables_stay_compact_under_many_commits() {
+    // the server's warnings and errors in the test's output: a sink commit
+    // that failed beside a compaction says why (nextest runs each test in a
+    // process of its own, so the global subscriber is this test's)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,deltalake_core::kernel::transaction=error")
+        .with_test_writer()
+        .try_init();
     let dir = TempDir::new().unwrap();
     let mut cfg = test_config();
     cfg.server.commit_interval_ms = 50;
