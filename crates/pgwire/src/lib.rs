@@ -536,7 +536,9 @@ fn statement_kind(statement: &Statement) -> String {
     }
 }
 
-/// The first hook: decides before the others and before DataFusion plans.
+/// The first hook: decides before the others and before DataFusion plans;
+/// then what a query plans to must pass the SQL API's second layer
+/// ([`shoplake_query::guard::reads_only`], with `pg_catalog` besides).
 struct ReadOnly;
 
 impl ReadOnly {
@@ -550,6 +552,25 @@ impl ReadOnly {
             Verdict::Refuse(code, why) => Some(Err(error("ERROR", code, why))),
         }
     }
+
+    /// The plan's walk: an error when it does more than read.
+    fn walk(plan: &LogicalPlan) -> Option<PgWireError> {
+        let pg_catalog = |r: &datafusion::common::TableReference| {
+            r.schema()
+                .is_some_and(|s| s.eq_ignore_ascii_case("pg_catalog"))
+        };
+        shoplake_query::guard::reads_only_and(plan, pg_catalog)
+            .err()
+            .map(|why| {
+                error(
+                    "ERROR",
+                    "25006",
+                    format!(
+                        "shoplake's PostgreSQL endpoint is read-only: the query's plan holds {why}"
+                    ),
+                )
+            })
+    }
 }
 
 #[async_trait]
@@ -557,10 +578,25 @@ impl QueryHook for ReadOnly {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
-        _ctx: &SessionContext,
+        ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        ReadOnly::check(statement)
+        if let Some(answer) = ReadOnly::check(statement) {
+            return Some(answer);
+        }
+        if !matches!(statement, Statement::Query(_) | Statement::Explain { .. }) {
+            return None;
+        }
+        // planned once more here, for the walk (a plan this cannot build
+        // is left to the service, which says what is wrong with it)
+        let plan = ctx
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement.clone(),
+            )))
+            .await
+            .ok()?;
+        ReadOnly::walk(&plan).map(Err)
     }
 
     async fn handle_extended_parse_query(
@@ -585,12 +621,12 @@ impl QueryHook for ReadOnly {
     async fn handle_extended_query(
         &self,
         statement: &Statement,
-        _plan: &LogicalPlan,
+        plan: &LogicalPlan,
         _params: &ParamValues,
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        ReadOnly::check(statement)
+        ReadOnly::check(statement).or_else(|| ReadOnly::walk(plan).map(Err))
     }
 }
 
@@ -810,5 +846,33 @@ mod tests {
             judge("SET client_min_messages = warning"),
             Verdict::IgnoreSet
         );
+    }
+
+    #[test]
+    fn the_walk_of_a_plan_refuses_tables_outside_the_lake_and_pg_catalog() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::datasource::MemTable;
+        use datafusion::datasource::provider_as_source;
+        use datafusion::logical_expr::LogicalPlanBuilder;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let table = provider_as_source(Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap()));
+        let scan = |name: &str| {
+            LogicalPlanBuilder::scan(name, table.clone(), None)
+                .unwrap()
+                .build()
+                .unwrap()
+        };
+        for name in ["secret", "public.secret", "datafusion.public.x"] {
+            let e = ReadOnly::walk(&scan(name)).unwrap_or_else(|| panic!("{name} let through"));
+            assert!(e.to_string().contains("25006"), "{e}");
+        }
+        for name in [
+            "pg_catalog.pg_class",
+            "curated.daily_kpis",
+            "information_schema.tables",
+        ] {
+            assert!(ReadOnly::walk(&scan(name)).is_none(), "{name} refused");
+        }
     }
 }
