@@ -497,6 +497,32 @@ with psycopg.connect(sys.argv[1]) as conn:
         .await;
     assert_eq!(code(slow), SqlState::QUERY_CANCELED.code());
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+
+    // --- a client's cancel request (psql's Ctrl-C) stops a running query,
+    // by the simple and by the extended protocol, well before the timeout
+    const ENDLESS: &str =
+        "SELECT count(*) FROM generate_series(1, 1000000000000) AS t(x) WHERE x % 7 = 3";
+    for extended in [false, true] {
+        let token = c.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            token.cancel_query(NoTls).await
+        });
+        let t0 = Instant::now();
+        let e = match extended {
+            false => c.simple_query(ENDLESS).await.map(drop),
+            true => c.query(ENDLESS, &[]).await.map(drop),
+        }
+        .expect_err("cancelled");
+        canceller.await.unwrap().unwrap();
+        assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e:?}");
+        let why = e.as_db_error().map(|d| d.message().to_string());
+        assert!(
+            why.as_deref().is_some_and(|m| m.contains("user request")),
+            "extended {extended}: not the cancel request but {e:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    }
     assert_eq!(
         simple_column(&c, "SELECT count(*) FROM curated.daily_kpis").await,
         vec![Some(days.to_string())]

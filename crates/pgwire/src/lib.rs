@@ -686,33 +686,84 @@ impl Bounded {
             .map_err(classify)
     }
 
-    fn bound(&self, response: Response) -> Response {
+    fn bound(&self, response: Response, cancel: Option<Cancel>) -> Response {
         match response {
-            Response::Query(q) => Response::Query(with_deadline(q, self.timeout)),
+            Response::Query(q) => Response::Query(with_deadline(q, self.timeout, cancel)),
             other => other,
         }
     }
 }
 
-fn with_deadline(mut q: QueryResponse, limit: Duration) -> QueryResponse {
+/// The connection's cancel signal (`pg_cancel_backend`, psql's Ctrl-C), as
+/// pgwire keeps it.
+type Cancel = Arc<Arc<pgwire::api::ConnectionHandle>>;
+
+/// What ended a wait for the next row.
+enum Woke {
+    Row(Result<Option<PgWireResult<pgwire::messages::data::DataRow>>, tokio::time::error::Elapsed>),
+    /// The client's cancel request (true), or a signal that can no longer
+    /// come (false).
+    Cancel(bool),
+}
+
+/// `q`'s rows until `limit` has passed or the client cancels. pgwire races
+/// the cancel signal against planning only, and a query's work happens
+/// while its rows stream: from its first row on the signal is this
+/// stream's (dropping DataFusion's stream stops the query).
+fn with_deadline(mut q: QueryResponse, limit: Duration, cancel: Option<Cancel>) -> QueryResponse {
+    struct State {
+        rows: pgwire::api::results::SendableRowStream,
+        handle: Option<Cancel>,
+        cancel: Option<futures::channel::oneshot::Receiver<()>>,
+    }
     let deadline = tokio::time::Instant::now() + limit;
     let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-    let bounded = futures::stream::unfold(Some(rows), move |rows| async move {
-        let mut rows = rows?;
-        match tokio::time::timeout_at(deadline, rows.next()).await {
-            Ok(Some(row)) => Some((row.map_err(classify), Some(rows))),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(error(
-                    "ERROR",
-                    "57014",
-                    format!(
-                        "canceling statement due to statement timeout (shoplake's query.timeout_secs = {})",
-                        limit.as_secs()
-                    ),
+    let state = State {
+        rows,
+        handle: cancel,
+        cancel: None,
+    };
+    let bounded = futures::stream::unfold(Some(state), move |state| async move {
+        let mut st = state?;
+        if let Some(handle) = st.handle.take() {
+            st.cancel = Some(handle.start_query().await);
+        }
+        loop {
+            let woke = match st.cancel.as_mut() {
+                Some(rx) => tokio::select! {
+                    biased;
+                    c = rx => Woke::Cancel(c.is_ok()),
+                    r = tokio::time::timeout_at(deadline, st.rows.next()) => Woke::Row(r),
+                },
+                None => Woke::Row(tokio::time::timeout_at(deadline, st.rows.next()).await),
+            };
+            return match woke {
+                Woke::Cancel(false) => {
+                    st.cancel = None;
+                    continue;
+                }
+                Woke::Cancel(true) => Some((
+                    Err(error(
+                        "ERROR",
+                        "57014",
+                        "canceling statement due to user request",
+                    )),
+                    None,
                 )),
-                None,
-            )),
+                Woke::Row(Ok(Some(row))) => Some((row.map_err(classify), Some(st))),
+                Woke::Row(Ok(None)) => None,
+                Woke::Row(Err(_)) => Some((
+                    Err(error(
+                        "ERROR",
+                        "57014",
+                        format!(
+                            "canceling statement due to statement timeout (shoplake's query.timeout_secs = {})",
+                            limit.as_secs()
+                        ),
+                    )),
+                    None,
+                )),
+            };
         }
     });
     q.data_rows = Box::pin(bounded);
@@ -731,7 +782,13 @@ impl SimpleQueryHandler for Bounded {
         let responses = self
             .within(SimpleQueryHandler::do_query(&*self.inner, client, query))
             .await?;
-        Ok(responses.into_iter().map(|r| self.bound(r)).collect())
+        let cancel = client
+            .session_extensions()
+            .get::<Arc<pgwire::api::ConnectionHandle>>();
+        Ok(responses
+            .into_iter()
+            .map(|r| self.bound(r, cancel.clone()))
+            .collect())
     }
 }
 
@@ -764,7 +821,10 @@ impl ExtendedQueryHandler for Bounded {
                 max_rows,
             ))
             .await?;
-        Ok(self.bound(response))
+        let cancel = client
+            .session_extensions()
+            .get::<Arc<pgwire::api::ConnectionHandle>>();
+        Ok(self.bound(response, cancel))
     }
 }
 
