@@ -1,7 +1,7 @@
 #![no_main]
 //! The SQL API's read-only guard (`crates/query/src/guard.rs`, compiled
-//! here as it is): arbitrary text is planned through the guard's first
-//! layer in a session shaped like the lake's (the same catalog, schemas,
+//! here as it is): arbitrary text is screened and planned through the
+//! guard's first layer in a session shaped like the lake's (the same catalog, schemas,
 //! tables and columns, left empty); whatever it accepts must pass the
 //! second layer, and nothing may panic.
 
@@ -11,7 +11,9 @@ mod guard;
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use libfuzzer_sys::fuzz_target;
@@ -44,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
+    // as QueryEngine::plan: the screen, then the first layer
+    if guard::screen(sql, false).is_err() {
+        return;
+    }
     let planned = futures::executor::block_on(session().sql_with_options(sql, guard::options()));
     if let Ok(df) = planned {
         if let Err(why) = guard::reads_only(df.logical_plan()) {

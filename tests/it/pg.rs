@@ -523,6 +523,13 @@ with psycopg.connect(sys.argv[1]) as conn:
         );
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     }
+
+    // --- a SET whose parse alone would take hours is refused before it
+    let deep = format!("SET application_name = x{}", "y.c[h%m(p-r.c".repeat(16));
+    assert_eq!(
+        code(c.simple_query(&deep).await),
+        SqlState::STATEMENT_TOO_COMPLEX.code()
+    );
     assert_eq!(
         simple_column(&c, "SELECT count(*) FROM curated.daily_kpis").await,
         vec![Some(days.to_string())]

@@ -779,6 +779,8 @@ impl SimpleQueryHandler for Bounded {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        // before the parser: see shoplake_query::guard::screen
+        shoplake_query::guard::screen(query, true).map_err(|why| error("ERROR", "54001", why))?;
         let responses = self
             .within(SimpleQueryHandler::do_query(&*self.inner, client, query))
             .await?;

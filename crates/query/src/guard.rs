@@ -110,3 +110,45 @@ pub fn restrict_table_functions(ctx: &SessionContext) {
         }
     }
 }
+
+/// Refuses, in time linear in its length, text whose parse alone could
+/// take hours. sqlparser reads the value of a `SET` by trying it first as a
+/// subquery and then as an expression, at every level of brackets, so a
+/// 200-byte `SET a = x[y(z[…` takes time exponential in its depth (found by
+/// the fuzz target `sql_guard`). The SQL API runs no `SET` or `RESET`
+/// (`allow_set` false): they are refused before the parser sees them. The
+/// PostgreSQL endpoint acknowledges drivers' settings (`allow_set` true):
+/// it refuses only a `SET` whose value holds brackets, which no driver sends.
+pub fn screen(sql: &str, allow_set: bool) -> Result<(), String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        // not SQL: the parser fails fast and says why
+        return Ok(());
+    };
+    let mut in_set = false;
+    for token in tokens {
+        match token {
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && matches!(w.keyword, Keyword::SET | Keyword::RESET) =>
+            {
+                if !allow_set {
+                    return Err(format!(
+                        "{} is not allowed here: queries only",
+                        w.value.to_ascii_uppercase()
+                    ));
+                }
+                in_set = true;
+            }
+            Token::SemiColon => in_set = false,
+            Token::LParen | Token::LBracket if in_set => {
+                return Err("a SET value with brackets is not supported".to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
