@@ -524,10 +524,15 @@ with psycopg.connect(sys.argv[1]) as conn:
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     }
 
-    // --- a SET whose parse alone would take hours is refused before it
+    // --- a SET whose parse alone would take hours is refused before it is
+    // parsed, by the simple and by the extended protocol
     let deep = format!("SET application_name = x{}", "y.c[h%m(p-r.c".repeat(16));
     assert_eq!(
         code(c.simple_query(&deep).await),
+        SqlState::STATEMENT_TOO_COMPLEX.code()
+    );
+    assert_eq!(
+        code(c.query(&deep, &[]).await),
         SqlState::STATEMENT_TOO_COMPLEX.code()
     );
     assert_eq!(

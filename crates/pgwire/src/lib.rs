@@ -44,6 +44,7 @@ use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireConnectionState,
@@ -794,13 +795,48 @@ impl SimpleQueryHandler for Bounded {
     }
 }
 
+/// The service's parser behind [`shoplake_query::guard::screen`], for the
+/// extended protocol's `Parse` (simple queries are screened in
+/// [`Bounded`]'s `do_query`).
+struct Screened(Arc<<DfSessionService as ExtendedQueryHandler>::QueryParser>);
+
+#[async_trait]
+impl QueryParser for Screened {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<pgwire::api::Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        shoplake_query::guard::screen(sql, true).map_err(|why| error("ERROR", "54001", why))?;
+        self.0.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<pgwire::api::Type>> {
+        self.0.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&pgwire::api::portal::Format>,
+    ) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
+        self.0.get_result_schema(stmt, column_format)
+    }
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for Bounded {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = <DfSessionService as ExtendedQueryHandler>::QueryParser;
+    type QueryParser = Screened;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        Arc::new(Screened(self.inner.query_parser()))
     }
 
     async fn do_query<C>(
