@@ -273,6 +273,7 @@ impl Handlers {
         params.search_path = "curated".into();
         Handlers {
             queries: Arc::new(Bounded {
+                parser: Arc::new(Screened(inner.query_parser())),
                 inner,
                 timeout: opts.timeout,
             }),
@@ -636,6 +637,8 @@ impl QueryHook for ReadOnly {
 
 struct Bounded {
     inner: Arc<DfSessionService>,
+    /// The service's parser behind the screen (made once, not per `Parse`).
+    parser: Arc<Screened>,
     timeout: Duration,
 }
 
@@ -780,19 +783,29 @@ impl SimpleQueryHandler for Bounded {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // before the parser: see shoplake_query::guard::screen
-        shoplake_query::guard::screen(query, true).map_err(|why| error("ERROR", "54001", why))?;
+        screened(query)?;
         let responses = self
             .within(SimpleQueryHandler::do_query(&*self.inner, client, query))
             .await?;
-        let cancel = client
-            .session_extensions()
-            .get::<Arc<pgwire::api::ConnectionHandle>>();
+        let cancel = cancel_signal(client);
         Ok(responses
             .into_iter()
             .map(|r| self.bound(r, cancel.clone()))
             .collect())
     }
+}
+
+/// Refuses, before any parser sees it, SQL whose parse alone could take
+/// hours (see [`shoplake_query::guard::screen`]).
+fn screened(sql: &str) -> PgWireResult<()> {
+    shoplake_query::guard::screen(sql, true).map_err(|why| error("ERROR", "54001", why))
+}
+
+/// The connection's cancel signal, where pgwire keeps it.
+fn cancel_signal<C: ClientInfo>(client: &C) -> Option<Cancel> {
+    client
+        .session_extensions()
+        .get::<Arc<pgwire::api::ConnectionHandle>>()
 }
 
 /// The service's parser behind [`shoplake_query::guard::screen`], for the
@@ -813,7 +826,7 @@ impl QueryParser for Screened {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        shoplake_query::guard::screen(sql, true).map_err(|why| error("ERROR", "54001", why))?;
+        screened(sql)?;
         self.0.parse_sql(client, sql, types).await
     }
 
@@ -836,7 +849,7 @@ impl ExtendedQueryHandler for Bounded {
     type QueryParser = Screened;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(Screened(self.inner.query_parser()))
+        self.parser.clone()
     }
 
     async fn do_query<C>(
@@ -859,9 +872,7 @@ impl ExtendedQueryHandler for Bounded {
                 max_rows,
             ))
             .await?;
-        let cancel = client
-            .session_extensions()
-            .get::<Arc<pgwire::api::ConnectionHandle>>();
+        let cancel = cancel_signal(client);
         Ok(self.bound(response, cancel))
     }
 }

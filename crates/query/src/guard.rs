@@ -101,6 +101,21 @@ pub fn reads_only_and(
     bad.map_or(Ok(()), Err)
 }
 
+/// What the fuzz target and the generated tests check of `sql` in `ctx`:
+/// screened and planned through the first layer as [`crate::QueryEngine::plan`]
+/// does; Ok(true) when the first layer accepted it (and so did the second),
+/// Ok(false) when it refused it, Err with what the second layer refused in
+/// a plan the first let through.
+pub async fn first_layer_holds(ctx: &SessionContext, sql: &str) -> Result<bool, String> {
+    if screen(sql, false).is_err() {
+        return Ok(false);
+    }
+    match ctx.sql_with_options(sql, options()).await {
+        Ok(df) => reads_only(df.logical_plan()).map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Drops every table function of `ctx` but [`TABLE_FUNCTIONS`].
 pub fn restrict_table_functions(ctx: &SessionContext) {
     let names: Vec<String> = ctx.state().table_functions().keys().cloned().collect();
